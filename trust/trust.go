@@ -1,0 +1,203 @@
+// Package trust owns the server-certificate policy: which headend
+// certificates ocnet accepts (system roots, an extra --cafile, or explicit
+// pin-sha256 pins) and how a certificate is named as a pin. It hands a
+// *tls.Config to auth and session; it never opens a connection itself.
+package trust
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// pinPrefix is the scheme openconnect uses for --servercert: the SHA-256 of
+// the certificate's SubjectPublicKeyInfo in standard base64.
+const pinPrefix = "pin-sha256:"
+
+// Options is the user's trust policy for one headend.
+type Options struct {
+	// CAFile is a PEM file whose certificates are trusted in addition to
+	// the system roots. Empty means system roots only.
+	CAFile string
+
+	// Pins are "pin-sha256:BASE64" values. A leaf certificate whose public
+	// key matches any of them is accepted without any chain or name check,
+	// like openconnect --servercert.
+	Pins []string
+}
+
+// Error reports a server certificate that the policy does not accept. It
+// carries what a user needs to decide whether to pin it.
+type Error struct {
+	// Pin is the leaf certificate's "pin-sha256:..." value.
+	Pin string
+
+	// Subject is the leaf certificate's subject, for display.
+	Subject string
+
+	// Reason says why verification failed, in words for a user.
+	Reason string
+}
+
+// Error names the certificate, the reason and the exact flag that would
+// accept it.
+func (e *Error) Error() string {
+	return fmt.Sprintf("trust: server certificate %q is not trusted: %s; "+
+		"its pin is %s; to accept this certificate anyway, pass --servercert %s",
+		e.Subject, e.Reason, e.Pin, e.Pin)
+}
+
+// Pin returns the "pin-sha256:..." value of cert's public key.
+func Pin(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return pinPrefix + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// PinFromState returns the pin of the peer's leaf certificate in a finished
+// handshake, or "" if the peer sent none.
+func PinFromState(cs tls.ConnectionState) string {
+	if len(cs.PeerCertificates) == 0 {
+		return ""
+	}
+	return Pin(cs.PeerCertificates[0])
+}
+
+// TLSConfig returns a client configuration for serverName that enforces o.
+// The returned config does its own verification in VerifyConnection (so
+// pins can override the chain check); callers must not reset
+// InsecureSkipVerify or VerifyConnection. It is safe to Clone.
+func TLSConfig(serverName string, o Options) (*tls.Config, error) {
+	if serverName == "" {
+		return nil, errors.New("trust: server name is empty")
+	}
+
+	pins, err := parsePins(o.Pins)
+	if err != nil {
+		return nil, err
+	}
+
+	roots, err := rootPool(o.CAFile)
+	if err != nil {
+		return nil, err
+	}
+
+	v := &verifier{serverName: serverName, pins: pins, roots: roots}
+	return &tls.Config{
+		ServerName: serverName,
+		MinVersion: tls.VersionTLS12,
+
+		// The standard check cannot be told that a pin overrides it, so
+		// it is off and verifier.check does the whole job instead.
+		InsecureSkipVerify: true,
+		VerifyConnection:   v.check,
+	}, nil
+}
+
+// parsePins decodes "pin-sha256:BASE64" strings into raw digests.
+func parsePins(in []string) ([][]byte, error) {
+	var out [][]byte
+	for _, p := range in {
+		b64, ok := strings.CutPrefix(strings.TrimSpace(p), pinPrefix)
+		if !ok {
+			return nil, fmt.Errorf("trust: pin %q must start with %q", p, pinPrefix)
+		}
+
+		sum, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil || len(sum) != sha256.Size {
+			return nil, fmt.Errorf("trust: pin %q is not %s followed by "+
+				"the base64 of a 32-byte SHA-256 digest", p, pinPrefix)
+		}
+		out = append(out, sum)
+	}
+	return out, nil
+}
+
+// rootPool returns the system roots plus the certificates in caFile.
+func rootPool(caFile string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		// No system store (minimal containers): the CA file, if any, is
+		// then the only trust anchor.
+		pool = x509.NewCertPool()
+	}
+	if caFile == "" {
+		return pool, nil
+	}
+
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("trust: reading CA file: %w", err)
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("trust: CA file %s holds no PEM certificate", caFile)
+	}
+	return pool, nil
+}
+
+// verifier holds one parsed policy; it is immutable and so safe for the
+// concurrent handshakes a shared tls.Config may see.
+type verifier struct {
+	serverName string
+	pins       [][]byte
+	roots      *x509.CertPool
+}
+
+// check accepts a pinned leaf, else requires a chain to the roots that is
+// valid for the server name. Failures are *Error.
+func (v *verifier) check(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("trust: server sent no certificate")
+	}
+	leaf := cs.PeerCertificates[0]
+
+	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	for _, p := range v.pins {
+		if bytes.Equal(p, sum[:]) {
+			return nil
+		}
+	}
+
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{
+		DNSName:       v.serverName,
+		Roots:         v.roots,
+		Intermediates: inter,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	if err == nil {
+		return nil
+	}
+
+	reason := reasonFor(err)
+	if len(v.pins) > 0 {
+		reason += ", and it matches none of the given pins"
+	}
+	return &Error{Pin: Pin(leaf), Subject: leaf.Subject.String(), Reason: reason}
+}
+
+// reasonFor turns an x509 verification error into a phrase for a user.
+func reasonFor(err error) string {
+	var (
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &unknown):
+		return "it is not signed by a trusted authority (self-signed or private CA?)"
+	case errors.As(err, &hostname):
+		return fmt.Sprintf("it is not valid for the name %q", hostname.Host)
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "it has expired or is not yet valid"
+	}
+	return strings.TrimPrefix(err.Error(), "x509: ")
+}
