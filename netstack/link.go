@@ -1,0 +1,131 @@
+package netstack
+
+import (
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// OutputFunc takes one outbound IP packet. frame[:headroom] is free for the
+// caller's framing and frame[headroom:] is the packet. The frame is only
+// valid during the call; the function may block, which is how a slow tunnel
+// pushes back on the stack instead of dropping.
+type OutputFunc func(frame []byte) error
+
+// link is the stack's only NIC: a point-to-point link with no link-layer
+// header, whose outbound side calls the datapath synchronously.
+type link struct {
+	out      OutputFunc
+	headroom int
+	frames   sync.Pool // of *[]byte, headroom + maxPacket bytes
+
+	mu         sync.RWMutex
+	mtu        uint32 // guarded by mu
+	dispatcher stack.NetworkDispatcher
+
+	// outErrs counts packets the datapath refused; read by Stats.
+	outErrs counter
+}
+
+// maxPacket bounds a single outbound packet; the stack never builds one
+// larger than the MTU, and the MTU never exceeds the CSTP length field.
+const maxPacket = 1 << 16
+
+func newLink(mtu uint32, headroom int, out OutputFunc) *link {
+	l := &link{out: out, headroom: headroom, mtu: mtu}
+	l.frames.New = func() any {
+		b := make([]byte, headroom+maxPacket)
+		return &b
+	}
+	return l
+}
+
+// inject hands one inbound packet to the stack; the bytes are copied.
+func (l *link) inject(pkt []byte) {
+	l.mu.RLock()
+	d := l.dispatcher
+	l.mu.RUnlock()
+	if d == nil || len(pkt) == 0 {
+		return
+	}
+
+	var proto tcpip.NetworkProtocolNumber
+	switch header.IPVersion(pkt) {
+	case header.IPv4Version:
+		proto = header.IPv4ProtocolNumber
+	case header.IPv6Version:
+		proto = header.IPv6ProtocolNumber
+	default:
+		return
+	}
+
+	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{
+		Payload: buffer.MakeWithData(pkt),
+	})
+	d.DeliverNetworkPacket(proto, pb)
+	pb.DecRef()
+}
+
+// WritePackets implements stack.LinkEndpoint. It copies each packet behind
+// the caller's headroom into a pooled frame and passes it on; a refused
+// packet is counted and dropped, the rest of the batch still goes.
+func (l *link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	fp := l.frames.Get().(*[]byte)
+	defer l.frames.Put(fp)
+	frame := *fp
+
+	n := 0
+	for _, pkt := range pkts.AsSlice() {
+		off := l.headroom
+		for _, s := range pkt.AsSlices() {
+			off += copy(frame[off:], s)
+		}
+		if err := l.out(frame[:off]); err != nil {
+			l.outErrs.add(1)
+			if n == 0 {
+				return 0, &tcpip.ErrClosedForSend{}
+			}
+			break
+		}
+		n++
+	}
+	return n, nil
+}
+
+func (l *link) MTU() uint32 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.mtu
+}
+
+func (l *link) SetMTU(mtu uint32) {
+	l.mu.Lock()
+	l.mtu = mtu
+	l.mu.Unlock()
+}
+
+func (l *link) Attach(d stack.NetworkDispatcher) {
+	l.mu.Lock()
+	l.dispatcher = d
+	l.mu.Unlock()
+}
+
+func (l *link) IsAttached() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.dispatcher != nil
+}
+
+func (*link) MaxHeaderLength() uint16                      { return 0 }
+func (*link) LinkAddress() tcpip.LinkAddress               { return "" }
+func (*link) SetLinkAddress(tcpip.LinkAddress)             {}
+func (*link) Capabilities() stack.LinkEndpointCapabilities { return 0 }
+func (*link) Wait()                                        {}
+func (*link) ARPHardwareType() header.ARPHardwareType      { return header.ARPHardwareNone }
+func (*link) AddHeader(*stack.PacketBuffer)                {}
+func (*link) ParseHeader(*stack.PacketBuffer) bool         { return true }
+func (*link) Close()                                       {}
+func (*link) SetOnCloseAction(func())                      {}
