@@ -1,0 +1,174 @@
+package dnsproxy
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// testServer is an authoritative-style DNS server on loopback that serves
+// a fixed record set over UDP and TCP on the same port and records every
+// question it sees.
+type testServer struct {
+	addr netip.AddrPort
+
+	rcode    int             // when non-zero, every reply carries it
+	truncate map[string]bool // names answered with TC set over UDP
+	records  []dns.RR
+
+	mu      sync.Mutex
+	queries []seenQuery // guarded by mu
+}
+
+type seenQuery struct {
+	name    string // lower case, no trailing dot
+	qtype   uint16
+	network string
+}
+
+// startServer serves records on ip; port 0 picks a free one.
+func startServer(t *testing.T, ip string, port uint16, records ...string) *testServer {
+	t.Helper()
+
+	s := &testServer{truncate: map[string]bool{}}
+	for _, line := range records {
+		rr, err := dns.NewRR(line)
+		if err != nil {
+			t.Fatalf("bad test record %q: %v", line, err)
+		}
+		s.records = append(s.records, rr)
+	}
+
+	pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, itoa(port)))
+	if err != nil {
+		t.Fatalf("listen udp: %v", err)
+	}
+	udpPort := pc.LocalAddr().(*net.UDPAddr).Port
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, itoa(uint16(udpPort))))
+	if err != nil {
+		pc.Close()
+		t.Fatalf("listen tcp on the udp port: %v", err)
+	}
+	s.addr = netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(udpPort))
+
+	for _, srv := range []*dns.Server{
+		{PacketConn: pc, Handler: s},
+		{Listener: ln, Handler: s},
+	} {
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		go srv.ActivateAndServe()
+		<-started
+		t.Cleanup(func() { srv.Shutdown() })
+	}
+	return s
+}
+
+func itoa(p uint16) string { return strconv.Itoa(int(p)) }
+
+// ServeDNS answers from the record set, following CNAMEs in the zone.
+func (s *testServer) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
+	reply := new(dns.Msg)
+	reply.SetReply(q)
+	if len(q.Question) != 1 {
+		reply.Rcode = dns.RcodeFormatError
+		w.WriteMsg(reply)
+		return
+	}
+	question := q.Question[0]
+	name := strings.ToLower(strings.TrimSuffix(question.Name, "."))
+	network := w.RemoteAddr().Network()
+
+	s.mu.Lock()
+	s.queries = append(s.queries, seenQuery{name, question.Qtype, network})
+	s.mu.Unlock()
+
+	switch {
+	case s.rcode != 0:
+		reply.Rcode = s.rcode
+	case network == "udp" && s.truncate[name]:
+		reply.Truncated = true
+	default:
+		reply.Answer, reply.Rcode = s.lookup(question.Name, question.Qtype)
+	}
+	w.WriteMsg(reply)
+}
+
+func (s *testServer) lookup(name string, qtype uint16) ([]dns.RR, int) {
+	var out []dns.RR
+	known := false
+	for hops := 0; hops < 8; hops++ {
+		next := ""
+		for _, rr := range s.records {
+			if !strings.EqualFold(rr.Header().Name, name) {
+				continue
+			}
+			known = true
+			if c, ok := rr.(*dns.CNAME); ok {
+				out = append(out, rr)
+				next = c.Target
+			} else if rr.Header().Rrtype == qtype {
+				out = append(out, rr)
+			}
+		}
+		if next == "" {
+			break
+		}
+		name = next
+	}
+	if !known {
+		return nil, dns.RcodeNameError
+	}
+	return out, dns.RcodeSuccess
+}
+
+// count returns how many questions for name (any type, any transport)
+// the server has seen; network "" matches both transports.
+func (s *testServer) count(name, network string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	n := 0
+	for _, q := range s.queries {
+		if q.name == name && (network == "" || q.network == network) {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *testServer) total() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queries)
+}
+
+// countingDialer stands in for the netstack: a plain loopback dialer that
+// counts its use.
+type countingDialer struct {
+	d     net.Dialer
+	dials atomic.Int64
+}
+
+func (c *countingDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	c.dials.Add(1)
+	return c.d.DialContext(ctx, network, addr)
+}
+
+// localResolver returns a pure-Go resolver whose every query goes to s.
+func localResolver(s *testServer) *net.Resolver {
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, s.addr.String())
+		},
+	}
+}
