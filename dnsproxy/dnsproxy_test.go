@@ -41,7 +41,7 @@ func newFixture(t *testing.T) *fixture {
 		local:  startServer(t, "127.0.0.1", 0, localZone...),
 		dialer: &countingDialer{},
 	}
-	f.tunnel.truncate["big.corp.example"] = true
+	f.tunnel.setTruncate("big.corp.example")
 	f.res = New(Options{
 		Policy:       &split.Policy{Domains: []string{"corp.example", "lab.example"}},
 		Servers:      []netip.Addr{f.tunnel.addr.Addr()},
@@ -121,7 +121,7 @@ func TestTunnelNameNeverFallsBack(t *testing.T) {
 	// A server that answers SERVFAIL to everything.
 	dead := startServer(t, "127.0.0.1", 0)
 	deadAddr := dead.addr
-	dead.rcode = 2 // SERVFAIL for every question
+	dead.setRcode(2) // SERVFAIL
 
 	tests := []struct {
 		name    string
@@ -162,7 +162,7 @@ func TestTunnelNameNeverFallsBack(t *testing.T) {
 func TestServersInOrder(t *testing.T) {
 	good := startServer(t, "127.0.0.1", 0, tunnelZone...)
 	bad := startServer(t, "127.0.0.2", good.addr.Port())
-	bad.rcode = 5 // REFUSED
+	bad.setRcode(5) // REFUSED
 
 	r := New(Options{
 		Policy:  &split.Policy{TunnelAllDNS: true},

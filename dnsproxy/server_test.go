@@ -19,12 +19,26 @@ import (
 type testServer struct {
 	addr netip.AddrPort
 
+	records []dns.RR
+
+	mu       sync.Mutex
 	rcode    int             // when non-zero, every reply carries it
 	truncate map[string]bool // names answered with TC set over UDP
-	records  []dns.RR
+	queries  []seenQuery
+}
 
-	mu      sync.Mutex
-	queries []seenQuery // guarded by mu
+// setRcode makes every later reply carry rcode.
+func (s *testServer) setRcode(rcode int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rcode = rcode
+}
+
+// setTruncate makes UDP replies for name come back empty with TC set.
+func (s *testServer) setTruncate(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.truncate[name] = true
 }
 
 type seenQuery struct {
@@ -88,12 +102,13 @@ func (s *testServer) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 
 	s.mu.Lock()
 	s.queries = append(s.queries, seenQuery{name, question.Qtype, network})
+	rcode, truncate := s.rcode, s.truncate[name]
 	s.mu.Unlock()
 
 	switch {
-	case s.rcode != 0:
-		reply.Rcode = s.rcode
-	case network == "udp" && s.truncate[name]:
+	case rcode != 0:
+		reply.Rcode = rcode
+	case network == "udp" && truncate:
 		reply.Truncated = true
 	default:
 		reply.Answer, reply.Rcode = s.lookup(question.Name, question.Qtype)
