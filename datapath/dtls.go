@@ -1,0 +1,270 @@
+package datapath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrDTLSClosed means the headend closed the DTLS association (an alert);
+// data falls back to CSTP.
+var ErrDTLSClosed = errors.New("datapath: headend closed the DTLS channel")
+
+// MaxDTLSKeepalive caps the DTLS keepalive interval: ocserv moves its
+// downstream to CSTP after about 25 s without UDP from the client
+// (switch-to-tcp-timeout), whatever keepalive it advertised.
+const MaxDTLSKeepalive = 20 * time.Second
+
+// DTLSOptions configure a DTLS channel.
+type DTLSOptions struct {
+	// Conn is the connected UDP socket, taken from HandoffConn.Detach;
+	// Pending holds the datagrams that arrived during the handoff.
+	Conn    *net.UDPConn
+	Pending [][]byte
+	Keys    DTLSKeys
+
+	// DPD and Keepalive are X-DTLS-DPD and X-DTLS-Keepalive.
+	DPD, Keepalive time.Duration
+
+	// Deliver takes each inbound IP packet, valid only for the call.
+	Deliver func(pkt []byte)
+
+	Logger *slog.Logger
+}
+
+// DTLS is the packet channel over UDP. WritePacket is safe for concurrent
+// use; Run must be called once.
+type DTLS struct {
+	conn    *net.UDPConn
+	pending [][]byte
+	deliver func([]byte)
+	dpd     time.Duration
+	keep    time.Duration
+	log     *slog.Logger
+	suite   string
+
+	wmu sync.Mutex   // serialises sealing: sequence numbers and scratch
+	rl  *recordLayer // write side guarded by wmu; read side owned by readLoop
+	ctl []byte       // control frame buffer, guarded by wmu
+
+	lastRx, lastTx atomic.Int64
+	closing        atomic.Bool
+	closeOnce      sync.Once
+
+	Counters Counters
+}
+
+// NewDTLS builds a channel over an established association.
+func NewDTLS(o DTLSOptions) (*DTLS, error) {
+	rl, err := newRecordLayer(o.Keys)
+	if err != nil {
+		return nil, err
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	keep := o.Keepalive
+	if keep <= 0 || keep > MaxDTLSKeepalive {
+		keep = MaxDTLSKeepalive
+	}
+	d := &DTLS{
+		conn:    o.Conn,
+		pending: o.Pending,
+		deliver: o.Deliver,
+		dpd:     o.DPD,
+		keep:    keep,
+		log:     log.With("sub", "dtls"),
+		suite:   o.Keys.CipherSuiteName,
+		rl:      rl,
+		ctl:     make([]byte, DTLSOverhead+maxFrame),
+	}
+	now := time.Now().UnixNano()
+	d.lastRx.Store(now)
+	d.lastTx.Store(now)
+	return d, nil
+}
+
+// CipherSuite names the negotiated suite.
+func (d *DTLS) CipherSuite() string { return d.suite }
+
+// WritePacket sends one IP packet. frame[:DTLSHeadroom] is free, the packet
+// follows, and the frame's capacity leaves room for the 16-byte tag; the
+// record is sealed in place, so frame is overwritten.
+func (d *DTLS) WritePacket(frame []byte) error {
+	n := len(frame) - DTLSHeadroom
+	if n <= 0 {
+		return errors.New("datapath: empty packet")
+	}
+	frame[DTLSHeadroom-1] = byte(TypeData)
+	if err := d.send(frame); err != nil {
+		return err
+	}
+	d.Counters.TxPackets.Add(1)
+	d.Counters.TxBytes.Add(uint64(n))
+	return nil
+}
+
+func (d *DTLS) send(frame []byte) error {
+	d.wmu.Lock()
+	rec, err := d.rl.sealInPlace(frame)
+	if err == nil {
+		_, err = d.conn.Write(rec)
+	}
+	d.wmu.Unlock()
+	if err != nil {
+		return fmt.Errorf("datapath: dtls write: %w", err)
+	}
+	d.lastTx.Store(time.Now().UnixNano())
+	return nil
+}
+
+// sendControl sends a DPD, keepalive or disconnect frame.
+func (d *DTLS) sendControl(t Type, payload []byte) error {
+	d.wmu.Lock()
+	if len(payload) > maxFrame {
+		payload = payload[:maxFrame]
+	}
+	f := d.ctl[:DTLSHeadroom+len(payload)]
+	f[DTLSHeadroom-1] = byte(t)
+	copy(f[DTLSHeadroom:], payload)
+	rec, err := d.rl.sealInPlace(f)
+	if err == nil {
+		_, err = d.conn.Write(rec)
+	}
+	d.wmu.Unlock()
+	if err != nil {
+		return fmt.Errorf("datapath: dtls write: %w", err)
+	}
+	d.lastTx.Store(time.Now().UnixNano())
+	return nil
+}
+
+// Run moves packets until ctx ends, the channel is closed, or it fails:
+// ErrDeadPeer, ErrDTLSClosed, ErrTerminated and ErrPeerDisconnect tell why.
+func (d *DTLS) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- d.readLoop() }()
+	go func() { errc <- d.livenessLoop(ctx) }()
+
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	user := d.closing.Load()
+	d.Close()
+	<-errc
+	if user {
+		return nil
+	}
+	return err
+}
+
+func (d *DTLS) readLoop() error {
+	buf := make([]byte, 65536)
+	for {
+		var rec []byte
+		if len(d.pending) > 0 {
+			rec, d.pending = d.pending[0], d.pending[1:]
+		} else {
+			n, err := d.conn.Read(buf)
+			if err != nil {
+				if d.closing.Load() {
+					return nil
+				}
+				var ne net.Error
+				if errors.As(err, &ne) && !ne.Timeout() || errors.Is(err, net.ErrClosed) {
+					return fmt.Errorf("datapath: dtls read: %w", err)
+				}
+				// ICMP port unreachable and the like: the liveness
+				// loop decides whether the channel is dead.
+				continue
+			}
+			rec = buf[:n]
+		}
+
+		pt, err := d.rl.openInPlace(rec)
+		if errors.Is(err, errAlert) {
+			return ErrDTLSClosed
+		}
+		if err != nil || len(pt) == 0 {
+			d.Counters.RxDropped.Add(1)
+			continue
+		}
+		d.lastRx.Store(time.Now().UnixNano())
+
+		switch Type(pt[0]) {
+		case TypeData:
+			d.Counters.RxPackets.Add(1)
+			d.Counters.RxBytes.Add(uint64(len(pt) - 1))
+			d.deliver(pt[1:])
+		case TypeDPDReq:
+			// Echo the payload, padding included: the headend may be
+			// probing the path MTU.
+			if err := d.sendControl(TypeDPDResp, pt[1:]); err != nil {
+				return err
+			}
+		case TypeDPDResp, TypeKeepalive:
+		case TypeDisconnect:
+			return fmt.Errorf("%w: %s", ErrPeerDisconnect, reasonText(pt[1:]))
+		case TypeTerminate:
+			return ErrTerminated
+		default:
+			d.Counters.RxDropped.Add(1)
+		}
+	}
+}
+
+// livenessLoop: a DPD-REQ after DPD of silence, at most every DPD/2, dead
+// after 2×DPD; a KEEPALIVE whenever nothing was sent for the keepalive
+// interval, so the headend keeps its downstream on DTLS.
+func (d *DTLS) livenessLoop(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var lastProbe time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			if d.closing.Load() {
+				return nil
+			}
+			rx := time.Unix(0, d.lastRx.Load())
+			tx := time.Unix(0, d.lastTx.Load())
+			if d.dpd > 0 {
+				silent := now.Sub(rx)
+				if silent > 2*d.dpd {
+					return ErrDeadPeer
+				}
+				if silent > d.dpd && now.Sub(lastProbe) > d.dpd/2 {
+					lastProbe = now
+					if err := d.sendControl(TypeDPDReq, nil); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+			if now.Sub(tx) > d.keep {
+				if err := d.sendControl(TypeKeepalive, nil); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// Close stops the channel and closes its socket. The headend is not told:
+// the session lives on over CSTP.
+func (d *DTLS) Close() {
+	d.closeOnce.Do(func() {
+		d.closing.Store(true)
+		d.conn.Close()
+	})
+}
