@@ -1,0 +1,58 @@
+# ocnet: build, demo and the full check that CI runs (.ci/run calls make test).
+
+GO      ?= go
+SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
+FUZZ_TIME ?= 10s
+
+.PHONY: all build demo test vet fmt-check unit e2e fuzz bed-up bed-down
+
+all: build
+
+build:
+	$(GO) build -o bin/ocnet ./cmd/ocnet
+
+# demo: bring the bed up, run ocnet as nobody in the client namespace and
+# fetch the intranet page through its SOCKS5 proxy.
+demo:
+	scripts/demo
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@bad=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' | xargs gofmt -l); \
+	if [ -n "$$bad" ]; then echo "gofmt: unformatted files:"; echo "$$bad"; exit 1; fi; \
+	echo "gofmt: ok"
+
+# unit: every package but the end-to-end tests.
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/e2e$$')
+
+# e2e: the real binary against the real ocserv; needs root (CI runs as root).
+e2e:
+	$(GO) test -count=1 -v -timeout 15m ./e2e
+
+# fuzz: each native fuzz target in ./fuzz for FUZZ_TIME.
+fuzz:
+	@if [ ! -d fuzz ]; then echo "fuzz: no ./fuzz package"; exit 0; fi; \
+	targets=$$(grep -ho '^func Fuzz[A-Za-z0-9_]*' fuzz/*_test.go | sed 's/^func //' | sort -u); \
+	for f in $$targets; do \
+		echo "fuzz: $$f for $(FUZZ_TIME)"; \
+		$(GO) test ./fuzz -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZ_TIME) || exit 1; \
+	done
+
+bed-up:
+	$(SUDO) testbed/up
+
+bed-down:
+	$(SUDO) testbed/down
+
+# test: everything CI runs. The bed goes down at the end whatever failed.
+test: vet fmt-check
+	@rc=0; \
+	$(MAKE) --no-print-directory unit || rc=1; \
+	$(MAKE) --no-print-directory e2e || rc=1; \
+	[ $$rc -ne 0 ] || $(MAKE) --no-print-directory fuzz || rc=1; \
+	$(SUDO) testbed/down || true; \
+	if [ $$rc -ne 0 ]; then echo "make test: FAILED"; else echo "make test: ok"; fi; \
+	exit $$rc

@@ -1,0 +1,293 @@
+// Package bed gives end-to-end tests the project's ocserv test bed: it runs
+// testbed/up once per test binary, describes the bed (headend URL, trust
+// anchors, credentials, corporate names) and runs commands inside the bed's
+// network namespaces. It owns no protocol code; tests drive the real ocnet
+// binary, built here, against the real headend.
+//
+// The bed needs root. Without it Start skips the test, except under CI=true,
+// where a skip would hide that nothing ran, so Start fails instead.
+package bed
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// These mirror testbed/lib.sh; the scripts are the source of truth.
+const (
+	nsHead      = "ocn-head"
+	nsClient    = "ocn-cli"
+	headendIP   = "198.18.20.1"
+	corpDomain  = "corp.example"
+	corpWebIP   = "198.18.120.10"
+	defaultDir  = "/tmp/ocnet-bed"
+	nobodyID    = "65534"
+	upTimeout   = 10 * time.Minute
+	occtlTimout = 10 * time.Second
+)
+
+// Bed describes a running test bed. Its fields are fixed once Start returns;
+// a *Bed is safe for concurrent use.
+type Bed struct {
+	// Root is the module root, where testbed/ and cmd/ocnet live.
+	Root string
+
+	// State is the bed's state dir ($OCNET_BED, default /tmp/ocnet-bed).
+	State string
+
+	// URL is the headend as seen from the client namespace.
+	URL string
+
+	// CAFile signs the headend's certificate; world-readable.
+	CAFile string
+
+	// Pin is the headend key's "pin-sha256:..." value.
+	Pin string
+
+	// User and Password log in; the user is in groups Groups.
+	User, Password string
+	Groups         []string
+
+	// Banner is what the headend shows after login.
+	Banner string
+
+	// CorpName resolves only through the VPN's DNS, to CorpIP.
+	CorpName, CorpIP string
+
+	// CorpURL serves a small page containing CorpText.
+	CorpURL, CorpText string
+
+	// BigURL serves BigSize bytes of random data with digest BigSHA256
+	// (lowercase hex).
+	BigURL    string
+	BigSize   int64
+	BigSHA256 string
+
+	// NSHead and NSClient are the headend and client network namespaces.
+	NSHead, NSClient string
+
+	// OcctlSocket is ocserv's control socket, for occtl -s.
+	OcctlSocket string
+}
+
+var (
+	upOnce sync.Once
+	upBed  *Bed
+	upErr  error
+)
+
+// Start returns the bed, bringing it up on the first call in this test
+// binary. It skips t without root (fails under CI=true) and fails t when the
+// bed cannot be brought up.
+func Start(t testing.TB) *Bed {
+	t.Helper()
+
+	if os.Geteuid() != 0 {
+		const why = "the ocserv test bed needs root (network namespaces)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal("bed: " + why + "; CI=true, so this is a failure, not a skip")
+		}
+		t.Skip("bed: " + why + "; run as root or via make test")
+	}
+
+	upOnce.Do(func() { upBed, upErr = bringUp() })
+	if upErr != nil {
+		t.Fatal(upErr)
+	}
+	return upBed
+}
+
+// bringUp runs testbed/up and reads what it wrote.
+func bringUp() (*Bed, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), upTimeout)
+	defer cancel()
+
+	up := exec.CommandContext(ctx, filepath.Join(root, "testbed", "up"))
+	up.Dir = root
+	out, err := up.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("bed: testbed/up: %w\n%s", err, out)
+	}
+
+	state := os.Getenv("OCNET_BED")
+	if state == "" {
+		state = defaultDir
+	}
+	pin, err := readLine(filepath.Join(state, "server.pin"))
+	if err != nil {
+		return nil, err
+	}
+	sum, err := readLine(filepath.Join(state, "big.sha256"))
+	if err != nil {
+		return nil, err
+	}
+	big, err := os.Stat(filepath.Join(state, "www", "big.bin"))
+	if err != nil {
+		return nil, fmt.Errorf("bed: %w", err)
+	}
+
+	corp := "intranet." + corpDomain
+	return &Bed{
+		Root:        root,
+		State:       state,
+		URL:         "https://" + headendIP + "/",
+		CAFile:      filepath.Join(state, "ca.crt"),
+		Pin:         pin,
+		User:        "alice",
+		Password:    "wonderland",
+		Groups:      []string{"staff", "eng"},
+		Banner:      "Welcome to the ocnet test bed",
+		CorpName:    corp,
+		CorpIP:      corpWebIP,
+		CorpURL:     "http://" + corp + "/",
+		CorpText:    "Hello from " + corp,
+		BigURL:      "http://" + corp + "/big.bin",
+		BigSize:     big.Size(),
+		BigSHA256:   sum,
+		NSHead:      nsHead,
+		NSClient:    nsClient,
+		OcctlSocket: filepath.Join(state, "run", "occtl.sock"),
+	}, nil
+}
+
+func readLine(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("bed: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("bed: %s is empty", path)
+	}
+	return s, nil
+}
+
+// ModuleRoot finds the directory holding go.mod, from the working directory
+// up; go test runs each package in its own directory.
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("bed: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("bed: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// InClient returns a command that runs name with args as root inside the
+// client namespace. ip netns exec execs in place, so the command's pid is the
+// program's own and signals reach it directly.
+func (b *Bed) InClient(ctx context.Context, name string, args ...string) *exec.Cmd {
+	argv := append([]string{"netns", "exec", b.NSClient, name}, args...)
+	return exec.CommandContext(ctx, "ip", argv...)
+}
+
+// AsNobodyInClient is InClient with the program running as user and group
+// nobody with no supplementary groups, as an unprivileged user would run
+// ocnet. setpriv execs in place too, so the pid is still the program's.
+func (b *Bed) AsNobodyInClient(ctx context.Context, name string, args ...string) *exec.Cmd {
+	argv := append([]string{
+		"netns", "exec", b.NSClient,
+		"setpriv", "--reuid=" + nobodyID, "--regid=" + nobodyID, "--clear-groups",
+		"--", name,
+	}, args...)
+	cmd := exec.CommandContext(ctx, "ip", argv...)
+	cmd.Env = append(os.Environ(), "HOME=/tmp")
+	return cmd
+}
+
+// Occtl runs occtl against the headend with args and returns its output.
+func (b *Bed) Occtl(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, occtlTimout)
+	defer cancel()
+
+	argv := append([]string{"netns", "exec", b.NSHead, "occtl", "-s", b.OcctlSocket}, args...)
+	out, err := exec.CommandContext(ctx, "ip", argv...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("bed: occtl %s: %w: %s",
+			strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// Session is one VPN session as occtl --json show users reports it.
+type Session struct {
+	ID        int    `json:"ID"`
+	Username  string `json:"Username"`
+	Groupname string `json:"Groupname"`
+	State     string `json:"State"`
+	RemoteIP  string `json:"Remote IP"`
+	IPv4      string `json:"IPv4"`
+	UserAgent string `json:"User-Agent"`
+	DTLS      string `json:"DTLS cipher"`
+}
+
+// Users lists the headend's sessions.
+func (b *Bed) Users(ctx context.Context) ([]Session, error) {
+	out, err := b.Occtl(ctx, "--json", "show", "users")
+	if err != nil {
+		return nil, err
+	}
+	var ss []Session
+	if err := json.Unmarshal([]byte(out), &ss); err != nil {
+		return nil, fmt.Errorf("bed: occtl json: %w", err)
+	}
+	return ss, nil
+}
+
+// Sessions is the number of sessions occtl show users lists.
+func (b *Bed) Sessions(ctx context.Context) (int, error) {
+	ss, err := b.Users(ctx)
+	return len(ss), err
+}
+
+var (
+	portMu   sync.Mutex
+	nextPort = 21000
+)
+
+// FreeClientPort returns a TCP port on 127.0.0.1 in the client namespace that
+// nothing listens on and that no earlier call returned.
+func (b *Bed) FreeClientPort(t testing.TB) int {
+	t.Helper()
+
+	portMu.Lock()
+	defer portMu.Unlock()
+
+	for ; nextPort < 30000; nextPort++ {
+		p := nextPort
+		out, err := b.InClient(context.Background(), "ss", "-Hltn",
+			"sport = :"+strconv.Itoa(p)).Output()
+		if err != nil {
+			t.Fatalf("bed: ss in %s: %v", b.NSClient, err)
+		}
+		if strings.TrimSpace(string(out)) == "" {
+			nextPort++
+			return p
+		}
+	}
+	t.Fatal("bed: no free port in 21000-29999")
+	return 0
+}
