@@ -132,8 +132,9 @@ func startOcnet(t *testing.T, b *bed.Bed, input string, args ...string) *ocnetPr
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("ocnet %s\nstdout:\n%s\nstderr:\n%s",
-				strings.Join(p.args, " "), p.stdout.String(), p.stderr.String())
+			t.Logf("ocnet %s\nstdout:\n%s\nstderr:\n%s\nocserv log, last lines:\n%s",
+				strings.Join(p.args, " "), p.stdout.String(), p.stderr.String(),
+				b.LogTail("ocserv", 15))
 		}
 	})
 	return p

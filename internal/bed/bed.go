@@ -291,3 +291,17 @@ func (b *Bed) FreeClientPort(t testing.TB) int {
 	t.Fatal("bed: no free port in 21000-29999")
 	return 0
 }
+
+// LogTail returns the last n lines of the bed's log file name (ocserv,
+// nginx, dnsmasq), for failure messages.
+func (b *Bed) LogTail(name string, n int) string {
+	data, err := os.ReadFile(filepath.Join(b.State, "logs", name+".log"))
+	if err != nil {
+		return fmt.Sprintf("(no %s log: %v)", name, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
