@@ -66,7 +66,8 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 }
 
 // exchangeServer asks one server over UDP, then over TCP if truncated.
-func (r *Resolver) exchangeServer(ctx context.Context, q *dns.Msg, srv netip.AddrPort) (*dns.Msg, error) {
+func (r *Resolver) exchangeServer(ctx context.Context, q *dns.Msg,
+	srv netip.AddrPort) (*dns.Msg, error) {
 	msg, err := r.roundTrip(ctx, "udp", q, srv)
 	if errors.Is(err, errTruncated) {
 		msg, err = r.roundTrip(ctx, "tcp", q, srv)

@@ -1,0 +1,220 @@
+// Package proxy is the front end applications talk to: a SOCKS5 and an
+// HTTP proxy listener, and the Router behind both that resolves each
+// destination, asks split where the flow goes, and dials it through the
+// tunnel's netstack or directly. It moves bytes between sockets; it never
+// sees packets and never decides routes itself.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ocnet/ocnet/dnsproxy"
+	"github.com/ocnet/ocnet/split"
+)
+
+// ErrNoTunnel means a flow was routed into the tunnel but the Router has
+// no tunnel dialer.
+var ErrNoTunnel = errors.New("proxy: no tunnel")
+
+// Dialer opens a connection. The netstack is the tunnel's Dialer; a
+// *net.Dialer is the direct one.
+type Dialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Router sends each flow into the tunnel or out directly. Fill the
+// exported fields before the first DialContext and leave them alone
+// afterwards; DialContext is then safe for concurrent use. A Router must
+// not be copied after first use.
+type Router struct {
+	// Policy decides per destination address. Nil means full tunnel.
+	Policy *split.Policy
+
+	// Resolver turns names into addresses, through the tunnel's DNS for
+	// tunnel names. Nil means one built from Policy and Tunnel, asking
+	// Policy.DNSServers on port 53.
+	Resolver *dnsproxy.Resolver
+
+	// Tunnel dials through the VPN (the netstack).
+	Tunnel Dialer
+
+	// Direct dials from the host. Nil means a zero net.Dialer.
+	Direct Dialer
+
+	// Logger receives one debug line per flow; nil discards.
+	Logger *slog.Logger
+
+	defaultResolver struct {
+		once sync.Once
+		r    *dnsproxy.Resolver
+	}
+
+	tunnelFlows atomic.Uint64
+	directFlows atomic.Uint64
+	failedFlows atomic.Uint64
+}
+
+// Stats counts the flows a Router has dialed since it was created.
+type Stats struct {
+	Tunnel uint64 // connected through the tunnel
+	Direct uint64 // connected directly
+	Failed uint64 // could not be resolved or connected
+}
+
+// Stats returns the flow counters. It is safe to call at any time.
+func (r *Router) Stats() Stats {
+	return Stats{
+		Tunnel: r.tunnelFlows.Load(),
+		Direct: r.directFlows.Load(),
+		Failed: r.failedFlows.Load(),
+	}
+}
+
+// DialContext connects to addr ("host:port"). A host name is resolved by
+// the Resolver; each address is then tried in order, routed by the
+// Policy, until one connects. The error names the destination, each
+// address tried and the path it took.
+//
+// TODO: race IPv4 and IPv6 (Happy Eyeballs, RFC 8305) instead of trying
+// the addresses one after the other.
+func (r *Router) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := r.dial(ctx, network, addr)
+	if err != nil {
+		r.failedFlows.Add(1)
+		r.logger().Debug("flow failed", "dst", addr, "err", err)
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (r *Router) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: dial %s: %w", addr, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: dial %s: bad port %q", addr, portStr)
+	}
+
+	ips, err := r.resolve(ctx, host)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: dial %s: %w", addr, err)
+	}
+	ips = matchFamily(network, ips)
+	if len(ips) == 0 {
+		return nil, fmt.Errorf("proxy: dial %s: no %s address for %s", addr, network, host)
+	}
+
+	var errs []error
+	for _, ip := range ips {
+		path := r.route(ip)
+		dst := netip.AddrPortFrom(ip, uint16(port)).String()
+
+		conn, err := r.dialVia(ctx, path, network, dst)
+		if err == nil {
+			r.count(path)
+			r.logger().Debug("flow", "dst", addr, "addr", dst, "path", path)
+			return conn, nil
+		}
+		errs = append(errs, fmt.Errorf("%s via %s: %w", dst, path, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("proxy: dial %s: %w", addr, errors.Join(errs...))
+}
+
+// resolve returns the addresses of host, an IP literal or a name.
+func (r *Router) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip.Unmap()}, nil
+	}
+	return r.resolver().LookupNetIP(ctx, host)
+}
+
+func (r *Router) resolver() *dnsproxy.Resolver {
+	if r.Resolver != nil {
+		return r.Resolver
+	}
+	d := &r.defaultResolver
+	d.once.Do(func() {
+		d.r = dnsproxy.New(dnsproxy.Options{
+			Policy: r.Policy,
+			Tunnel: r.Tunnel, // a nil Dialer stays nil: dnsproxy reports no servers
+			Logger: r.Logger,
+		})
+	})
+	return d.r
+}
+
+// route asks the policy; no policy means everything goes to the tunnel.
+func (r *Router) route(ip netip.Addr) split.Decision {
+	if r.Policy == nil {
+		return split.Tunnel
+	}
+	return r.Policy.Route(ip)
+}
+
+// dialVia dials dst on the path the policy chose.
+func (r *Router) dialVia(ctx context.Context, path split.Decision,
+	network, dst string) (net.Conn, error) {
+	if path == split.Tunnel {
+		if r.Tunnel == nil {
+			return nil, ErrNoTunnel
+		}
+		return r.Tunnel.DialContext(ctx, network, dst)
+	}
+	if r.Direct == nil {
+		var d net.Dialer
+		return d.DialContext(ctx, network, dst)
+	}
+	return r.Direct.DialContext(ctx, network, dst)
+}
+
+func (r *Router) count(path split.Decision) {
+	if path == split.Tunnel {
+		r.tunnelFlows.Add(1)
+	} else {
+		r.directFlows.Add(1)
+	}
+}
+
+func (r *Router) logger() *slog.Logger {
+	if r.Logger == nil {
+		return discard
+	}
+	return r.Logger
+}
+
+var discard = slog.New(slog.DiscardHandler)
+
+// matchFamily drops addresses a "tcp4"/"tcp6"-style network cannot reach.
+func matchFamily(network string, ips []netip.Addr) []netip.Addr {
+	var want4, want6 bool
+	switch {
+	case strings.HasSuffix(network, "4"):
+		want4 = true
+	case strings.HasSuffix(network, "6"):
+		want6 = true
+	default:
+		return ips
+	}
+
+	out := ips[:0:0]
+	for _, ip := range ips {
+		if ip.Is4() && want4 || ip.Is6() && want6 {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
