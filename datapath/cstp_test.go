@@ -21,7 +21,8 @@ func unhex(t testing.TB, s string) []byte {
 }
 
 // icmpEcho is the 28-byte IPv4 ICMP echo from protocol-testvectors.md §4.
-const icmpEcho = "45 00 00 1c 12 34 00 00 40 01 7c 40 c0 00 02 32 c6 33 64 07 08 00 f7 fd 00 01 00 01"
+const icmpEcho = "45 00 00 1c 12 34 00 00 40 01 7c 40 c0 00 02 32 " +
+	"c6 33 64 07 08 00 f7 fd 00 01 00 01"
 
 func TestPutCSTPHeader(t *testing.T) {
 	tests := []struct {

@@ -361,7 +361,8 @@ func TestParseConfigErrors(t *testing.T) {
 		want   string // substring of the error
 	}{
 		{"no address", "X-CSTP-Address", "", true, "X-CSTP-Address: missing header"},
-		{"bad address", "X-CSTP-Address", "10.0.0.300", false, `X-CSTP-Address: bad value "10.0.0.300"`},
+		{"bad address", "X-CSTP-Address", "10.0.0.300", false,
+			`X-CSTP-Address: bad value "10.0.0.300"`},
 		{"bad netmask", "X-CSTP-Netmask", "255.0.255.0", false, "X-CSTP-Netmask"},
 		{"no MTU", "X-CSTP-MTU", "", true, "X-CSTP-MTU: missing header"},
 		{"MTU not a number", "X-CSTP-MTU", "big", false, `X-CSTP-MTU: bad value "big"`},
@@ -397,7 +398,8 @@ func TestParseConfigErrors(t *testing.T) {
 			if err == nil {
 				t.Fatal("ParseConfig succeeded")
 			}
-			if !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "session: ") {
+			msg := err.Error()
+			if !strings.Contains(msg, tt.want) || !strings.HasPrefix(msg, "session: ") {
 				t.Errorf("error %q does not contain %q", err, tt.want)
 			}
 			var he *HeaderError
