@@ -110,8 +110,9 @@ func New(o Options) *Resolver {
 }
 
 // LookupNetIP returns the addresses of name: A records first, then AAAA.
-// An IP literal is returned as is. A short name (no dot) is completed with
-// the search domain first. Tunnel names are asked of the tunnel's servers
+// An IP literal is returned as is, and localhost names are answered with
+// the loopback addresses without asking anyone. A short name (no dot) is
+// completed with the search domain first. Tunnel names are asked of the tunnel's servers
 // only; any failure there is returned as an error rather than retried on
 // the local resolver.
 func (r *Resolver) LookupNetIP(ctx context.Context, name string) ([]netip.Addr, error) {
@@ -122,6 +123,12 @@ func (r *Resolver) LookupNetIP(ctx context.Context, name string) ([]netip.Addr, 
 	fqdn := r.complete(name)
 	if fqdn == "" {
 		return nil, fmt.Errorf("dnsproxy: lookup %q: invalid name", name)
+	}
+
+	// RFC 6761 section 6.3: localhost names are this host, whatever any
+	// DNS server says, and are never sent to one.
+	if fqdn == "localhost" || strings.HasSuffix(fqdn, ".localhost") {
+		return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}, nil
 	}
 
 	if r.policy != nil && r.policy.TunnelName(fqdn) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,6 +85,8 @@ func TestLookupNetIP(t *testing.T) {
 		{"ipv4 literal", "10.9.8.7", addrs("10.9.8.7"), "", ""},
 		{"mapped literal", "::ffff:10.1.1.1", addrs("10.1.1.1"), "", ""},
 		{"ipv6 literal", "fd00::1", addrs("fd00::1"), "", ""},
+		{"localhost", "localhost", addrs("127.0.0.1", "::1"), "", ""},
+		{"under localhost", "app.Localhost.", addrs("127.0.0.1", "::1"), "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,11 +109,16 @@ func TestLookupNetIP(t *testing.T) {
 		})
 	}
 
-	// No tunnel name, expanded or not, may ever reach the local resolver.
+	// No tunnel name, expanded or not, may ever reach the local resolver,
+	// and localhost names reach no server at all.
 	for _, n := range []string{"intranet.corp.example", "wiki.lab.example",
-		"v4only.corp.example", "alias.corp.example", "v4only"} {
+		"v4only.corp.example", "alias.corp.example", "v4only", "localhost",
+		"app.localhost", "localhost.corp.example"} {
 		if c := f.local.count(n, ""); c != 0 {
-			t.Errorf("local resolver saw tunnel name %s %d times", n, c)
+			t.Errorf("local resolver saw %s %d times", n, c)
+		}
+		if c := f.tunnel.count(n, ""); c != 0 && strings.Contains(n, "localhost") {
+			t.Errorf("tunnel server saw %s %d times", n, c)
 		}
 	}
 }
@@ -251,5 +259,26 @@ func TestInvalidName(t *testing.T) {
 				t.Errorf("LookupNetIP(%q) = %v, want an error", n, got)
 			}
 		})
+	}
+}
+
+func BenchmarkLookupCached(b *testing.B) {
+	srv := startServer(b, "127.0.0.1", 0, tunnelZone...)
+	r := New(Options{
+		Policy:  &split.Policy{Domains: []string{"corp.example"}},
+		Servers: []netip.Addr{srv.addr.Addr()},
+		Port:    srv.addr.Port(),
+		Tunnel:  &countingDialer{},
+	})
+	ctx := context.Background()
+	if _, err := r.LookupNetIP(ctx, "intranet.corp.example"); err != nil {
+		b.Fatal(err)
+	}
+
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.LookupNetIP(ctx, "intranet.corp.example"); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

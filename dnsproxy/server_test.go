@@ -48,7 +48,7 @@ type seenQuery struct {
 }
 
 // startServer serves records on ip; port 0 picks a free one.
-func startServer(t *testing.T, ip string, port uint16, records ...string) *testServer {
+func startServer(t testing.TB, ip string, port uint16, records ...string) *testServer {
 	t.Helper()
 
 	s := &testServer{truncate: map[string]bool{}}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	socks5 "github.com/armon/go-socks5"
 )
@@ -49,8 +50,17 @@ func ServeSOCKS5(ctx context.Context, ln net.Listener, r *Router, log *slog.Logg
 	defer stop()
 
 	log.Info("listening", "addr", ln.Addr())
+	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
+		if isTemporary(err) && ctx.Err() == nil {
+			// Out of file descriptors and the like: wait, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			log.Warn("accept failed, retrying", "err", err, "in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
 		if err != nil {
 			ln.Close()
 			t.closeAll()
@@ -72,6 +82,12 @@ func ServeSOCKS5(ctx context.Context, ln net.Listener, r *Router, log *slog.Logg
 			srv.ServeConn(conn)
 		}()
 	}
+}
+
+// isTemporary reports whether an accept error may go away by itself.
+func isTemporary(err error) bool {
+	var te interface{ Temporary() bool }
+	return errors.As(err, &te) && te.Temporary()
 }
 
 // passName is a go-socks5 resolver that resolves nothing. With no IP in
