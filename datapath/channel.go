@@ -98,10 +98,7 @@ func NewCSTP(o CSTPOptions) *CSTP {
 	return c
 }
 
-// Headroom is what WritePacket needs free in front of each packet.
-const Headroom = CSTPHeaderLen
-
-// WritePacket sends one IP packet. frame[:Headroom] is free for the CSTP
+// WritePacket sends one IP packet. frame[:CSTPHeaderLen] is free for the CSTP
 // header and frame[Headroom:] is the packet; the frame goes out as one TLS
 // write, as ocserv requires. It blocks while the TLS stream is full.
 func (c *CSTP) WritePacket(frame []byte) error {

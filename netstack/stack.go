@@ -192,13 +192,23 @@ func (s *Stack) DialContext(ctx context.Context, network, addr string) (net.Conn
 
 // Stats are the stack's packet counters.
 type Stats struct {
-	Injected   uint64 // inbound packets handed to the stack
-	OutDropped uint64 // outbound packets the datapath refused
+	Injected       uint64 // inbound packets handed to the stack
+	OutDropped     uint64 // outbound packets the datapath refused
+	TCPRetransmits uint64 // segments TCP sent again
+	TCPBadSegments uint64 // inbound segments TCP refused
+	IPInvalid      uint64 // inbound packets that were not valid IP
 }
 
 // Stats returns a snapshot of the counters.
 func (s *Stack) Stats() Stats {
-	return Stats{Injected: s.injected.load(), OutDropped: s.link.outErrs.load()}
+	st := s.s.Stats()
+	return Stats{
+		Injected:       s.injected.load(),
+		OutDropped:     s.link.outErrs.load(),
+		TCPRetransmits: st.TCP.Retransmits.Value(),
+		TCPBadSegments: st.TCP.InvalidSegmentsReceived.Value(),
+		IPInvalid:      st.IP.MalformedPacketsReceived.Value(),
+	}
 }
 
 // Close tears the stack down; open flows are reset.

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/ocnet/ocnet/auth"
+	"github.com/ocnet/ocnet/client"
+	"github.com/ocnet/ocnet/trust"
+)
+
+// connectFlags are openconnect's names wherever openconnect has one.
+type connectFlags struct {
+	user          string
+	authgroup     string
+	passwdOnStdin bool
+	cookieOnStdin bool
+	authenticate  bool
+	useragent     string
+	servercert    []string
+	cafile        string
+	socks         string
+	httpProxy     string
+	nonInter      bool
+	noDTLS        bool
+	verbose       bool
+	logFormat     string
+}
+
+func newConnectCmd() *cobra.Command {
+	var f connectFlags
+	cmd := &cobra.Command{
+		Use:   "connect [flags] URL",
+		Short: "Log in to a headend and serve SOCKS5/HTTP proxies into its network",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runConnect(cmd.Context(), f, args[0])
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.user, "user", "u", "", "login name")
+	fl.StringVarP(&f.authgroup, "authgroup", "g", "", "authentication group to select")
+	fl.BoolVar(&f.passwdOnStdin, "passwd-on-stdin", false,
+		"read the password (and any further answers) from standard input, one per line")
+	fl.BoolVar(&f.cookieOnStdin, "cookie-on-stdin", false,
+		"read a session cookie from standard input instead of logging in")
+	fl.BoolVar(&f.authenticate, "authenticate", false,
+		"log in, print the cookie and server fingerprint as shell variables, then exit")
+	fl.StringVar(&f.useragent, "useragent", auth.DefaultUserAgent, "HTTP User-Agent to send")
+	fl.StringArrayVar(&f.servercert, "servercert", nil,
+		"accept the server certificate with this pin (pin-sha256:BASE64); repeatable")
+	fl.StringVar(&f.cafile, "cafile", "", "PEM file of extra CAs to trust for the server")
+	fl.StringVar(&f.socks, "socks", "127.0.0.1:1080", `SOCKS5 proxy listen address ("" = off)`)
+	fl.StringVar(&f.httpProxy, "http-proxy", "127.0.0.1:8080", `HTTP proxy listen address ("" = off)`)
+	fl.BoolVar(&f.nonInter, "non-inter", false, "never prompt; accept the banner")
+	fl.BoolVar(&f.noDTLS, "no-dtls", false, "keep data on the TLS channel; do not try DTLS")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logging (secrets are redacted)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	return cmd
+}
+
+// errTunnelLost marks a tunnel that ended without the user asking.
+var errTunnelLost = errors.New("tunnel lost")
+
+func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
+	start := time.Now()
+	log, err := newLogger(f.verbose, f.logFormat)
+	if err != nil {
+		return err
+	}
+	u, err := parseServerURL(rawURL)
+	if err != nil {
+		return usageError{err}
+	}
+	if f.passwdOnStdin && f.cookieOnStdin {
+		return usageError{errors.New("--passwd-on-stdin and --cookie-on-stdin exclude each other")}
+	}
+
+	tlsConf, err := trust.TLSConfig(u.Hostname(), trust.Options{
+		CAFile: f.cafile, Pins: f.servercert,
+	})
+	if err != nil {
+		return usageError{err}
+	}
+
+	stdin := bufio.NewReader(os.Stdin)
+	var cookie, banner, pin string
+	if f.cookieOnStdin {
+		cookie, err = readLine(stdin)
+		if err != nil || cookie == "" {
+			return usageError{errors.New("--cookie-on-stdin: no cookie on standard input")}
+		}
+	} else {
+		res, err := login(ctx, f, u, tlsConf, stdin, log)
+		if err != nil {
+			return err
+		}
+		cookie, banner, pin = res.Cookie, res.Banner, res.ServerPin
+	}
+
+	if f.authenticate {
+		// The shell-variable form openconnect prints, for scripts.
+		fmt.Printf("COOKIE=%s\nHOST=%s\nCONNECT_URL=%s\nFINGERPRINT=%s\n",
+			shellQuote(cookie), shellQuote(u.Hostname()),
+			shellQuote(u.String()), shellQuote(pin))
+		return nil
+	}
+
+	c, err := client.Start(ctx, client.Options{
+		URL:       u,
+		TLS:       tlsConf,
+		UserAgent: f.useragent,
+		Cookie:    cookie,
+		NoDTLS:    f.noDTLS,
+		SOCKSAddr: f.socks,
+		HTTPAddr:  f.httpProxy,
+		Logger:    log,
+	})
+	if err != nil {
+		return err
+	}
+	if b := firstNonEmpty(c.Config.Banner, banner); b != "" {
+		if err := showBanner(b, f.nonInter); err != nil {
+			c.Close()
+			return err
+		}
+	}
+	log.Info("proxy ready", "socks", c.SOCKSAddr(), "http", c.HTTPAddr(),
+		"elapsed", time.Since(start).Round(time.Millisecond))
+
+	select {
+	case <-ctx.Done():
+		log.Info("signal received, disconnecting")
+		c.Close()
+		return nil
+	case <-c.Done():
+		err := c.Err()
+		c.Close()
+		return fmt.Errorf("%w: %w", errTunnelLost, err)
+	}
+}
+
+// parseServerURL accepts "host", "host:port" or a full https URL.
+func parseServerURL(s string) (*url.URL, error) {
+	if !strings.Contains(s, "://") {
+		s = "https://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("server URL: %w", err)
+	}
+	if u.Scheme != "https" {
+		return nil, fmt.Errorf("server URL %q: only https is supported", u.Redacted())
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("server URL %q has no host", u.Redacted())
+	}
+	u.User = nil
+	return u, nil
+}
+
+func readLine(r *bufio.Reader) (string, error) {
+	line, err := r.ReadString('\n')
+	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+		return "", err
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// showBanner prints the headend's banner and, for an interactive user who
+// did not pass --non-inter, asks to accept it as the Cisco client does.
+func showBanner(b string, nonInter bool) error {
+	fmt.Fprintf(os.Stderr, "\n%s\n\n", sanitize(b))
+	if nonInter || !term.IsTerminal(int(os.Stdin.Fd())) {
+		return nil
+	}
+	fmt.Fprint(os.Stderr, "Accept this banner? [y/N] ")
+	ans, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(ans)); a == "y" || a == "yes" {
+		return nil
+	}
+	return errors.New("banner not accepted")
+}
+
+// sanitize keeps text from the headend printable, so it cannot drive the
+// terminal with control sequences.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || (r >= 0x20 && r != 0x7f) {
+			return r
+		}
+		return -1
+	}, s)
+}
+
+// shellQuote wraps s in single quotes for sh.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

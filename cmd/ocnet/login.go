@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/ocnet/ocnet/auth"
+)
+
+// loginTries is how often an interactive user may retype a password.
+const loginTries = 3
+
+// login runs the auth dialogue. A user at a terminal who mistypes the
+// password is asked again; a script gets the headend's verdict at once.
+func login(ctx context.Context, f connectFlags, u *url.URL, tlsConf *tls.Config,
+	stdin *bufio.Reader, log *slog.Logger) (*auth.Result, error) {
+	fl := &filler{
+		user:      f.user,
+		group:     f.authgroup,
+		stdin:     stdin,
+		fromStdin: f.passwdOnStdin,
+		tty:       !f.nonInter && term.IsTerminal(int(os.Stdin.Fd())),
+	}
+	tries := 1
+	if fl.tty && !fl.fromStdin {
+		tries = loginTries
+	}
+
+	var err error
+	for i := 0; i < tries; i++ {
+		var res *auth.Result
+		res, err = auth.Login(ctx, auth.Options{
+			URL:       u,
+			TLS:       tlsConf,
+			UserAgent: f.useragent,
+			Group:     f.authgroup,
+			Logger:    log,
+		}, fl.fill)
+		if err == nil {
+			return res, nil
+		}
+		if !errors.Is(err, auth.ErrAuthFailed) || i == tries-1 {
+			break
+		}
+		fmt.Fprintf(os.Stderr, "Login failed: %v. Try again.\n", err)
+	}
+	return nil, fmt.Errorf("login to %s: %w", u.Host, err)
+}
+
+// filler answers the headend's forms from flags, standard input or the
+// terminal, in that order.
+type filler struct {
+	user      string
+	group     string
+	stdin     *bufio.Reader
+	fromStdin bool // answers to password fields come from stdin
+	tty       bool // a person is at the terminal and may be asked
+}
+
+func (f *filler) fill(ctx context.Context, form *auth.Form) error {
+	if form.Banner != "" {
+		fmt.Fprintf(os.Stderr, "%s\n", sanitize(form.Banner))
+	}
+	if form.Error != "" {
+		fmt.Fprintf(os.Stderr, "Headend says: %s\n", sanitize(form.Error))
+	}
+	if form.Message != "" && f.tty {
+		fmt.Fprintf(os.Stderr, "%s\n", sanitize(form.Message))
+	}
+
+	for _, fd := range form.Fields {
+		if err := f.answer(fd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *filler) answer(fd *auth.Field) error {
+	label := strings.TrimSpace(firstNonEmpty(fd.Label, fd.Name))
+	switch fd.Type {
+	case "hidden", "submit", "reset":
+		return nil
+
+	case "select":
+		if fd.Value == "" && len(fd.Options) > 0 {
+			fd.Value = fd.Options[0].Value
+		}
+		return nil
+
+	case "text":
+		if fd.Name == "username" && f.user != "" {
+			fd.Value = f.user
+			return nil
+		}
+		if !f.tty {
+			return fmt.Errorf("%w: the headend asks for %q; give it with --user or "+
+				"run interactively", auth.ErrAuthFailed, label)
+		}
+		fmt.Fprintf(os.Stderr, "%s ", label)
+		v, err := readLine(bufio.NewReader(os.Stdin))
+		if err != nil {
+			return fmt.Errorf("reading %q: %w", label, err)
+		}
+		fd.Value = v
+		return nil
+
+	case "password":
+		if f.fromStdin {
+			v, err := readLine(f.stdin)
+			if err != nil {
+				return fmt.Errorf("%w: no answer for %q on standard input",
+					auth.ErrAuthFailed, label)
+			}
+			fd.Value = v
+			return nil
+		}
+		if !f.tty {
+			return fmt.Errorf("%w: the headend asks for %q; use --passwd-on-stdin or "+
+				"run interactively", auth.ErrAuthFailed, label)
+		}
+		fmt.Fprintf(os.Stderr, "%s ", label)
+		b, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return fmt.Errorf("reading %q: %w", label, err)
+		}
+		fd.Value = string(b)
+		return nil
+	}
+	return fmt.Errorf("the headend's form has a %q field (%q) ocnet cannot fill", fd.Type, label)
+}

@@ -1,0 +1,116 @@
+//go:debug tlsunsafeekm=1
+
+// Command ocnet is an AnyConnect/OpenConnect VPN client that needs no root:
+// it terminates the tunnel in its own TCP/IP stack and offers SOCKS5 and
+// HTTP proxies into the corporate network.
+package main
+
+// About the go:debug line above: ocserv as Debian ships it negotiates TLS
+// 1.2 without Extended Master Secret, and Go then refuses the keying-material
+// exporter that derives the DTLS PSK (protocol.md §4.2). openconnect derives
+// it all the same, and so does ocnet: the key only protects a channel to the
+// same headend that the TLS session already authenticated.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ocnet/ocnet/auth"
+	"github.com/ocnet/ocnet/session"
+	"github.com/ocnet/ocnet/trust"
+)
+
+// Exit statuses, so scripts can tell failures apart (docs/design.md).
+const (
+	exitOK      = 0
+	exitOther   = 1
+	exitUsage   = 2
+	exitAuth    = 3
+	exitTrust   = 4
+	exitNetwork = 5
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	root := &cobra.Command{
+		Use:           "ocnet",
+		Short:         "AnyConnect/OpenConnect VPN client with a rootless SOCKS5/HTTP proxy",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newConnectCmd())
+
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		os.Exit(exitOK)
+	}
+	fmt.Fprintf(os.Stderr, "ocnet: %v\n", err)
+	os.Exit(exitCode(err))
+}
+
+// usageError marks mistakes in the command line.
+type usageError struct{ error }
+
+// exitCode maps an error to the documented exit status.
+func exitCode(err error) int {
+	var ue usageError
+	var te *trust.Error
+	var ce *session.ConnectError
+	var ne net.Error
+	var oe *net.OpError
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.As(err, &te):
+		return exitTrust
+	case errors.Is(err, auth.ErrAuthFailed),
+		errors.Is(err, auth.ErrUnknownGroup),
+		errors.Is(err, session.ErrCookieRejected):
+		return exitAuth
+	case errors.As(err, &ce), errors.As(err, &oe), errors.As(err, &ne),
+		errors.Is(err, errTunnelLost):
+		return exitNetwork
+	}
+	if isUsage(err) {
+		return exitUsage
+	}
+	return exitOther
+}
+
+// isUsage recognises cobra's own flag errors.
+func isUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown flag", "unknown command", "flag needs", "invalid argument",
+		"accepts ", "requires "} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// newLogger returns the one logger every package gets a child of.
+func newLogger(verbose bool, format string) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	if verbose {
+		opts.Level = slog.LevelDebug
+	}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, usageError{fmt.Errorf("--log-format %q: want text or json", format)}
+}
