@@ -44,22 +44,22 @@ type Options struct {
 type Client struct {
 	Config *session.Config // what the headend assigned
 
-	log     *slog.Logger
-	tunnel  *session.Tunnel
-	cstp    *datapath.CSTP
-	sw      *datapath.Switch
-	noDTLS  bool
+	log    *slog.Logger
+	tunnel *session.Tunnel
+	cstp   *datapath.CSTP
+	sw     *datapath.Switch
+	noDTLS bool
 
 	// Counters of DTLS channels that have ended.
 	dtlsTx, dtlsRx, dtlsDrop atomic.Uint64
-	stack   *netstack.Stack
-	router  *proxy.Router
-	lns     []net.Listener
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	done    chan struct{}
-	runErr  error
-	closeMu sync.Once
+	stack                    *netstack.Stack
+	router                   *proxy.Router
+	lns                      []net.Listener
+	cancel                   context.CancelFunc
+	wg                       sync.WaitGroup
+	done                     chan struct{}
+	runErr                   error
+	closeMu                  sync.Once
 }
 
 // Start opens the tunnel and the proxies. The returned client runs until

@@ -26,7 +26,7 @@ func (u udpPeer) Read(p []byte) (int, error) {
 	}
 }
 func (u udpPeer) Write(p []byte) (int, error) { return u.WriteToUDP(p, u.peer) }
-func (u udpPeer) RemoteAddr() net.Addr         { return u.peer }
+func (u udpPeer) RemoteAddr() net.Addr        { return u.peer }
 
 // handshake runs a pion PSK handshake over loopback and hands the client's
 // socket to our record layer, as the session does against ocserv.

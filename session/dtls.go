@@ -97,7 +97,7 @@ func DialDTLS(ctx context.Context, t *Tunnel, log *slog.Logger) (*DTLSLink, erro
 type appIDStore struct{ id []byte }
 
 func (s appIDStore) Set([]byte, dtls.Session) error { return nil }
-func (s appIDStore) Del([]byte) error                { return nil }
+func (s appIDStore) Del([]byte) error               { return nil }
 
 func (s appIDStore) Get([]byte) (dtls.Session, error) {
 	// The secret is never used: the server never resumes this ID.
