@@ -75,7 +75,7 @@ func download(t *testing.T, b *bed.Bed, socks string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	cmd := b.AsNobodyInClient(ctx, "curl", "-sS", "--fail", "--max-time", "170",
+	cmd := b.AsNobodyInClient(ctx, "curl", "-q", "-sS", "--fail", "--max-time", "170",
 		"--socks5-hostname", socks, "-o", "-", b.BigURL)
 	var errOut lockedBuffer
 	cmd.Stderr = &errOut

@@ -219,7 +219,7 @@ func curl(t *testing.T, b *bed.Bed, args ...string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	argv := append([]string{"-sS", "--fail", "--max-time", "20"}, args...)
+	argv := append([]string{"-q", "-sS", "--fail", "--max-time", "20"}, args...)
 	out, err := b.AsNobodyInClient(ctx, "curl", argv...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("curl %s: %v\n%s", strings.Join(args, " "), err, out)

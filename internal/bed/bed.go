@@ -214,8 +214,23 @@ func (b *Bed) AsNobodyInClient(ctx context.Context, name string, args ...string)
 		"--", name,
 	}, args...)
 	cmd := exec.CommandContext(ctx, "ip", argv...)
-	cmd.Env = append(os.Environ(), "HOME=/tmp")
+	cmd.Env = append(cleanEnv(), "HOME=/tmp")
 	return cmd
+}
+
+// cleanEnv is the test's environment without proxy settings, which would
+// send the client's own traffic somewhere other than the bed.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch strings.ToLower(name) {
+		case "http_proxy", "https_proxy", "all_proxy", "no_proxy", "home":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
 }
 
 // Occtl runs occtl against the headend with args and returns its output.
