@@ -114,7 +114,39 @@ const (
 
 	// maxReason bounds server-supplied text copied into errors.
 	maxReason = 200
+
+	// maxReplyHead bounds the status line and headers of the reply; ocserv
+	// sends about 1.5 KiB.
+	maxReplyHead = 64 << 10
 )
+
+// errReplyTooLarge stops a headend that keeps sending header lines.
+var errReplyTooLarge = fmt.Errorf("session: connect reply headers exceed %d bytes",
+	maxReplyHead)
+
+// capReader fails once more than left bytes have passed through it while
+// armed. It sits under the bufio.Reader so the header phase is bounded,
+// then is disarmed and passes frames through untouched.
+type capReader struct {
+	r     io.Reader
+	left  int
+	armed bool
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if !c.armed {
+		return c.r.Read(p)
+	}
+	if c.left <= 0 {
+		return 0, errReplyTooLarge
+	}
+	if len(p) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= n
+	return n, err
+}
 
 // Connect dials the headend in o.URL, sends CONNECT with the cookie and
 // returns the tunnel once the server has answered 200 and its headers
@@ -295,11 +327,17 @@ func exchange(ctx context.Context, conn *tls.Conn, req *request,
 		return nil, ctxErr(ctx, fmt.Errorf("session: send connect: %w", err))
 	}
 
-	br := bufio.NewReaderSize(conn, readerSize)
+	capped := &capReader{r: conn, left: maxReplyHead, armed: true}
+	br := bufio.NewReaderSize(capped, readerSize)
 	status, text, hdr, err := readReply(br)
+	if err != nil && capped.left <= 0 {
+		// textproto reports the cut-off line, not the cause.
+		err = errReplyTooLarge
+	}
 	if err != nil {
 		return nil, ctxErr(ctx, err)
 	}
+	capped.armed = false
 	log.Debug("connect reply", "status", status, "headers", replyLogValue(hdr))
 
 	if err := replyError(status, text, hdr); err != nil {

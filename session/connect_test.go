@@ -293,6 +293,16 @@ func TestConnectRejected(t *testing.T) {
 			},
 		},
 		{
+			name: "endless headers",
+			reply: "HTTP/1.1 200 CONNECTED\r\n" +
+				strings.Repeat("X-Pad: "+strings.Repeat("a", 100)+"\r\n", 1000),
+			check: func(t *testing.T, err error) {
+				if !errors.Is(err, errReplyTooLarge) {
+					t.Errorf("err = %v", err)
+				}
+			},
+		},
+		{
 			name:  "connection closed",
 			reply: "",
 			check: func(t *testing.T, err error) {
