@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 )
 
 // Document types in the config-auth type attribute that Login acts on.
@@ -336,9 +337,14 @@ func isTrue(s string) bool {
 
 // clip shortens server-supplied text quoted in an error.
 func clip(s string) string {
-	const max = 40
-	if len(s) > max {
-		return s[:max] + "..."
+	const max = 80
+	if len(s) <= max {
+		return s
 	}
-	return s
+	// Cut on a rune boundary so the result stays valid UTF-8.
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

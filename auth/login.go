@@ -167,12 +167,18 @@ func (l *login) checkRedirect(req *http.Request, via []*http.Request) error {
 
 // run is the dialogue loop: init, then one POST per form until complete.
 func (l *login) run(ctx context.Context, fill FillFunc) (*Result, error) {
-	target := *l.o.URL
-	if target.Path == "" {
-		target.Path = "/"
+	start := *l.o.URL
+	if start.Path == "" {
+		start.Path = "/"
 	}
+	target := start
 
-	req := &request{typ: "init", groupAccess: l.o.URL.String(), groupSelect: l.o.Group}
+	// The init carries no group-select even when o.Group is set: ocserv
+	// puts whatever group the client names at the top of its list, known
+	// or not, so only a list fetched without one shows which groups
+	// exist. The choice goes with the first answers instead.
+	req := &request{typ: "init", groupAccess: l.o.URL.String()}
+	regrouped := false
 	for round := 0; round < maxRounds; round++ {
 		doc, resp, err := l.post(ctx, &target, req)
 		if err != nil {
@@ -185,6 +191,25 @@ func (l *login) run(ctx context.Context, fill FillFunc) (*Result, error) {
 		case TypeAuthRequest:
 		default:
 			return nil, fmt.Errorf("auth: unexpected config-auth type %q", clip(doc.Type))
+		}
+
+		if err := refused(req, doc); err != nil {
+			return nil, err
+		}
+
+		group, err := l.pickGroup(doc)
+		if err != nil {
+			return nil, err
+		}
+		if group != "" && doc.Opaque != nil && !regrouped {
+			// An ASA builds the form per group (the tunnel-group in
+			// opaque), so like openconnect ask again for the chosen
+			// group's form instead of answering this one.
+			l.log.Debug("asking for the form of the chosen group", "group", group)
+			regrouped = true
+			req = &request{typ: "init", groupAccess: l.o.URL.String(), groupSelect: group}
+			target = start
+			continue
 		}
 
 		next, err := l.answer(ctx, doc, fill)
@@ -208,6 +233,56 @@ func (l *login) run(ctx context.Context, fill FillFunc) (*Result, error) {
 	return nil, fmt.Errorf("auth: no session after %d rounds", maxRounds)
 }
 
+// refused reports a password that the headend turned down by sending the
+// form again with a "Login failed" notice instead of a 401.
+//
+// ocserv 1.1.6 (plain auth) does this twice before its 401, but once a
+// password has failed it refuses every later one in that session, even
+// the right one (seen live, with openconnect 9.01 too). Answering the
+// same form again would only burn the user's retries, so Login ends with
+// ErrAuthFailed and the caller's next Login starts a fresh session.
+func refused(prev *request, doc *Document) error {
+	answeredPassword := false
+	for _, a := range prev.answers {
+		if strings.Contains(a.name, "password") {
+			answeredPassword = true
+		}
+	}
+	if !answeredPassword {
+		return nil
+	}
+
+	for _, text := range []string{doc.Form.Error, doc.Form.Message} {
+		first, _, _ := strings.Cut(strings.TrimSpace(text), "\n")
+		first = strings.TrimSpace(first)
+		if len(first) >= 12 && strings.EqualFold(first[:12], "login failed") {
+			return fmt.Errorf("auth: %w: %s", ErrAuthFailed, printable(clip(first)))
+		}
+	}
+	return nil
+}
+
+// pickGroup applies o.Group to the form's group list. It returns the
+// group's value when that differs from the list's pre-selected entry, as
+// the form may then belong to another group; else "".
+func (l *login) pickGroup(doc *Document) (string, error) {
+	g := doc.Form.field(groupField)
+	if g == nil || l.o.Group == "" {
+		return "", nil
+	}
+
+	v, err := g.choose(l.o.Group)
+	if err != nil {
+		return "", err
+	}
+	changed := g.Value != v
+	g.Value = v
+	if changed {
+		return v, nil
+	}
+	return "", nil
+}
+
 // answer checks a form for what we cannot do, applies the group choice,
 // lets fill answer the rest and builds the auth-reply.
 func (l *login) answer(ctx context.Context, doc *Document, fill FillFunc) (*request, error) {
@@ -226,18 +301,15 @@ func (l *login) answer(ctx context.Context, doc *Document, fill FillFunc) (*requ
 	case doc.Method != "" && !strings.EqualFold(doc.Method, "post"):
 		return nil, fmt.Errorf("auth: form method %q: %w", clip(doc.Method), ErrUnsupported)
 	case len(doc.Form.Fields) == 0:
+		// Some headends report a refusal this way instead of with a 401.
+		if msg := firstNonEmpty(doc.Form.Error, doc.Form.Message); msg != "" {
+			return nil, fmt.Errorf("auth: headend sent a form without fields: %s",
+				printable(clip(msg)))
+		}
 		return nil, errors.New("auth: headend sent a form without fields")
 	}
 
 	form := &doc.Form
-	if g := form.field(groupField); g != nil && l.o.Group != "" {
-		v, err := g.choose(l.o.Group)
-		if err != nil {
-			return nil, err
-		}
-		g.Value = v
-	}
-
 	if form.needsFill() {
 		if fill == nil {
 			return nil, errors.New("auth: headend wants answers but no FillFunc was given")
@@ -249,9 +321,9 @@ func (l *login) answer(ctx context.Context, doc *Document, fill FillFunc) (*requ
 
 	// A group typed by the user must exist too; the headend would only
 	// fail later with a vaguer error.
-	// TODO: on an ASA, a group other than the pre-selected one should
-	// re-POST init with group-select to get that group's form, as
-	// openconnect does; we send the choice with the answers instead.
+	// TODO: on an ASA, a group picked in fill other than the pre-selected
+	// one should also re-POST init for that group's form, as pickGroup
+	// does for o.Group; it is sent with these answers instead.
 	if g := form.field(groupField); g != nil && g.Value != "" {
 		v, err := g.choose(g.Value)
 		if err != nil {
@@ -303,7 +375,9 @@ func (l *login) webvpnCookie(resp *http.Response) string {
 }
 
 // post sends one config-auth document to u and decodes the answer.
-func (l *login) post(ctx context.Context, u *url.URL, r *request) (*Document, *http.Response, error) {
+func (l *login) post(ctx context.Context, u *url.URL, r *request) (
+	*Document, *http.Response, error,
+) {
 	body, err := r.marshal()
 	if err != nil {
 		return nil, nil, err
@@ -417,6 +491,15 @@ func describeType(resp *http.Response) string {
 		return mt
 	}
 	return printable(clip(ct))
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // printable drops control characters from server text quoted in errors.

@@ -215,11 +215,11 @@ var ocservCookies = []string{
 
 // ocservPasswordFlow is the capture from handshake-example.txt with a
 // group list: init, username (+group), password, complete.
-func ocservPasswordFlow(initWant ...string) []exchange {
+func ocservPasswordFlow() []exchange {
 	return []exchange{
-		{path: "/", want: append([]string{`type="init"`, `<device-id>linux-64</device-id>`,
-			`<group-access>https://127.0.0.1:`}, initWant...),
-			notWant: []string{"single-sign-on", "<auth>"},
+		{path: "/", want: []string{`type="init"`, `<device-id>linux-64</device-id>`,
+			`<group-access>https://127.0.0.1:`},
+			notWant: []string{"single-sign-on", "<auth>", "group-select"},
 			cookies: []string{"webvpncontext=; expires=Thu, 01 Jan 1970 22:00:00 GMT; " +
 				"path=/; Secure; HttpOnly"},
 			body: ocservUsernameGroup},
@@ -253,10 +253,8 @@ func TestLogin(t *testing.T) {
 			name:   "ocserv username password and group chosen by label",
 			group:  "Engineering",
 			values: ocservAnswers,
-			script: func(*headend) []exchange {
-				return ocservPasswordFlow("<group-select>Engineering</group-select>")
-			},
-			want: Result{Cookie: testCookie, Banner: "Welcome to the example VPN"},
+			script: func(*headend) []exchange { return ocservPasswordFlow() },
+			want:   Result{Cookie: testCookie, Banner: "Welcome to the example VPN"},
 			check: func(t *testing.T, forms []Form) {
 				if len(forms) != 2 {
 					t.Fatalf("fill called %d times, want 2", len(forms))
@@ -278,11 +276,7 @@ func TestLogin(t *testing.T) {
 					{path: "/", body: ocservPassword},
 					{path: "/auth", handle: redirect("/portal")},
 					{method: http.MethodGet, path: "/portal", handle: redirect("/login.html")},
-					{method: http.MethodGet, path: "/login.html", handle: func(w http.ResponseWriter,
-						_ *http.Request) {
-						w.Header().Set("Content-Type", "text/html; charset=utf-8")
-						io.WriteString(w, htmlLogin)
-					}},
+					{method: http.MethodGet, path: "/login.html", handle: htmlPage},
 				}
 			},
 			wantErr: ErrNotAnyConnect,
@@ -332,7 +326,8 @@ func TestLogin(t *testing.T) {
 				return []exchange{
 					{path: "/", body: odd},
 					// No form action: the reply goes to "/".
-					{path: "/", want: []string{"\n<config-auth", "</capabilities>" + oddOpaque + "<auth>",
+					{path: "/", want: []string{"\n<config-auth",
+						"</capabilities>" + oddOpaque + "<auth>",
 						"<auth><username>alice</username><password>first-secret</password>" +
 							"<secondary_password>123456</secondary_password></auth>" +
 							"<group-select>employees</group-select>"},
@@ -340,6 +335,32 @@ func TestLogin(t *testing.T) {
 				}
 			},
 			want: Result{Cookie: asaToken},
+		},
+		{
+			name:  "ASA group other than the preselected one re-posts init",
+			group: "contractors",
+			values: map[string]string{"username": "alice", "password": "first-secret",
+				"secondary_password": "123456"},
+			script: func(*headend) []exchange {
+				other := strings.NewReplacer(`EMPLOYEES`, `CONTRACTORS`,
+					`"employees" selected="true"`, `"employees"`,
+					`"contractors"`, `"contractors" selected="true"`).Replace(asaRequest)
+				return []exchange{
+					{path: "/", notWant: []string{"group-select"}, body: asaRequest},
+					{path: "/", want: []string{`type="init"`,
+						"<group-select>contractors</group-select>"},
+						notWant: []string{"<auth>", "opaque"}, body: other},
+					{path: "/", want: []string{"CONTRACTORS",
+						"</auth><group-select>contractors</group-select>"},
+						notWant: []string{"EMPLOYEES"}, body: asaComplete},
+				}
+			},
+			want: Result{Cookie: asaToken},
+			check: func(t *testing.T, forms []Form) {
+				if len(forms) != 1 {
+					t.Errorf("fill called %d times, want once, for the second form", len(forms))
+				}
+			},
 		},
 		{
 			name:   "401 with no body",
@@ -364,7 +385,8 @@ func TestLogin(t *testing.T) {
 				flow[2].want = []string{"<auth><password>pw</password></auth>"}
 				flow[2].body = ocservSecondary
 				return append(flow, exchange{path: "/auth",
-					want:    []string{"<auth><secondary_password>123456</secondary_password></auth>"},
+					want: []string{
+						"<auth><secondary_password>123456</secondary_password></auth>"},
 					notWant: []string{"<password>"}, cookies: ocservCookies, body: ocservComplete})
 			},
 			want: Result{Cookie: testCookie, Banner: "Welcome to the example VPN"},
@@ -379,7 +401,9 @@ func TestLogin(t *testing.T) {
 			name:  "unknown group lists the offered groups",
 			group: "marketing",
 			script: func(*headend) []exchange {
-				return []exchange{{path: "/", want: []string{"<group-select>marketing</group-select>"},
+				// ocserv would list a group named in init as if it
+				// existed, so init must not name it.
+				return []exchange{{path: "/", notWant: []string{"group-select"},
 					body: ocservUsernameGroup}}
 			},
 			wantErr: ErrUnknownGroup,
@@ -396,19 +420,56 @@ func TestLogin(t *testing.T) {
 			script: func(*headend) []exchange {
 				form := `<config-auth client="vpn" type="auth-request"><auth id="main">%s<form>` +
 					`<input type="text" name="username" label="Username:"/>` +
-					`<input type="password" name="password" label="Password:"/></form></auth></config-auth>`
+					`<input type="password" name="password" label="Password:"/>` +
+					`</form></auth></config-auth>`
 				return []exchange{
 					{path: "/", body: strings.Replace(form, "%s", "", 1)},
-					{path: "/", body: strings.Replace(form, "%s", "<error>Login failed.</error>", 1)},
+					{path: "/", body: strings.Replace(form, "%s",
+						"<error>Unknown user or wrong code.</error>", 1)},
 					{path: "/", body: asaComplete},
 				}
 			},
 			want: Result{Cookie: asaToken},
 			check: func(t *testing.T, forms []Form) {
-				if len(forms) != 2 || forms[0].Error != "" || forms[1].Error != "Login failed." {
+				if len(forms) != 2 || forms[0].Error != "" ||
+					forms[1].Error != "Unknown user or wrong code." {
 					t.Errorf("form errors = %+v", forms)
 				}
 			},
+		},
+		{
+			name:   "ocserv Login failed form after a password ends the login",
+			values: ocservAnswers,
+			script: func(*headend) []exchange {
+				failed := strings.Replace(ocservPassword, "Please enter your password.",
+					"Login failed.\nPlease enter your password.", 1)
+				return []exchange{
+					{path: "/", body: ocservPassword},
+					{path: "/auth", body: failed},
+				}
+			},
+			wantErr: ErrAuthFailed,
+			errHas:  []string{"authentication failed: Login failed."},
+			check: func(t *testing.T, forms []Form) {
+				if len(forms) != 1 {
+					t.Errorf("fill called %d times, want once", len(forms))
+				}
+			},
+		},
+		{
+			name:   "ASA error element after a password ends the login",
+			values: map[string]string{"username": "alice", "password": "pw"},
+			script: func(*headend) []exchange {
+				form := `<config-auth client="vpn" type="auth-request"><auth id="main">` +
+					`<error id="98" param1="" param2="">Login failed.</error><form>` +
+					`<input type="password" name="password" label="Password:"/>` +
+					`</form></auth></config-auth>`
+				return []exchange{
+					{path: "/", body: strings.Replace(form, "Login failed.", "", 1)},
+					{path: "/", body: form},
+				}
+			},
+			wantErr: ErrAuthFailed,
 		},
 		{
 			name: "SSO form is not supported",
@@ -483,6 +544,11 @@ func TestLogin(t *testing.T) {
 const oddOpaque = "<opaque  is-for='sg'>\n <tunnel-group>A&amp;B</tunnel-group><x a=\"1\"/>" +
 	"<!-- keep --><config-hash>1700000000000</config-hash></opaque >"
 
+func htmlPage(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	io.WriteString(w, htmlLogin)
+}
+
 func redirect(to string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, to, http.StatusFound)
@@ -538,13 +604,15 @@ func TestLoginKeepsSecretsOutOfLogs(t *testing.T) {
 		{"ocserv cookie", []exchange{
 			{path: "/", cookies: []string{"webvpncontext=" + cookie + "; Secure"},
 				body: ocservPassword},
-			{path: "/auth", cookies: []string{"webvpn=" + cookie + "; Secure"}, body: ocservComplete},
+			{path: "/auth", cookies: []string{"webvpn=" + cookie + "; Secure"},
+				body: ocservComplete},
 		}},
 		{"ASA token and hidden field", []exchange{
 			{path: "/", body: `<config-auth type="auth-request"><auth id="main"><form>` +
 				`<input type="hidden" name="tok" value="` + hidden + `"/>` +
 				`<input type="password" name="password"/></form></auth></config-auth>`},
-			{path: "/", want: []string{hidden}, body: strings.Replace(asaComplete, asaToken, token, 1)},
+			{path: "/", want: []string{hidden},
+				body: strings.Replace(asaComplete, asaToken, token, 1)},
 		}},
 	}
 	for _, tt := range tests {
@@ -552,7 +620,8 @@ func TestLoginKeepsSecretsOutOfLogs(t *testing.T) {
 			h := newHeadend(t, tt.script...)
 			var buf bytes.Buffer
 			o := h.options(t)
-			o.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			debug := &slog.HandlerOptions{Level: slog.LevelDebug}
+			o.Logger = slog.New(slog.NewTextHandler(&buf, debug))
 
 			res, err := Login(context.Background(), o,
 				(&recorder{values: map[string]string{"password": password}}).fill)
