@@ -80,9 +80,11 @@ type Result struct {
 // Login runs the config-auth dialogue until the headend grants a session
 // cookie. fill is called once per form round.
 //
-// Each call uses its own connection and cookie jar, so after
-// ErrAuthFailed (ocserv closes the connection on a 401) the caller may
-// simply call Login again with fresh answers.
+// A refused password ends Login with ErrAuthFailed, whether the headend
+// says so with a 401 (after which ocserv closes the connection) or by
+// re-sending the form with "Login failed". Each call uses its own
+// connection and cookie jar, so the caller may simply call Login again
+// with fresh answers. Errors from fill are returned wrapped.
 func Login(ctx context.Context, o Options, fill FillFunc) (*Result, error) {
 	if o.URL == nil || o.URL.Scheme != "https" || o.URL.Host == "" {
 		return nil, errors.New("auth: the headend URL must be https://host[:port]/[path]")
