@@ -139,7 +139,8 @@ func TestTLSConfig(t *testing.T) {
 		{name: "one of several pins matches", serverName: "127.0.0.1",
 			opts: Options{Pins: []string{otherPin, leafPin}}},
 		{name: "wrong pin", serverName: "127.0.0.1",
-			opts: Options{Pins: []string{otherPin}}, wantErr: true, wantReason: "none of the given pins"},
+			opts: Options{Pins: []string{otherPin}}, wantErr: true,
+			wantReason: "none of the given pins"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,7 +179,8 @@ func TestTLSConfig(t *testing.T) {
 				t.Errorf("Reason = %q, want it to contain %q", te.Reason, tt.wantReason)
 			}
 			msg := te.Error()
-			for _, want := range []string{"not trusted", "--servercert " + leafPin, "vpn.example.com"} {
+			wants := []string{"not trusted", "--servercert " + leafPin, "vpn.example.com"}
+			for _, want := range wants {
 				if !strings.Contains(msg, want) {
 					t.Errorf("Error() = %q, missing %q", msg, want)
 				}
