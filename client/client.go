@@ -37,66 +37,111 @@ type Options struct {
 	SOCKSAddr string
 	HTTPAddr  string
 
+	// ReconnectTimeout bounds how long a lost tunnel is retried. Zero
+	// means for as long as the headend keeps a dropped session (its
+	// X-CSTP-Disconnected-Timeout, else DefaultReconnectTimeout).
+	ReconnectTimeout time.Duration
+
+	// Reauth, when set, logs in again after the headend stops accepting
+	// the cookie, and returns a fresh one. Without it such a session ends
+	// with ErrSessionGone.
+	Reauth func(ctx context.Context) (string, error)
+
 	Logger *slog.Logger
 }
 
-// Client is a connected tunnel with its proxies. Close ends it.
-type Client struct {
-	Config *session.Config // what the headend assigned
+// DefaultReconnectTimeout is how long a lost tunnel is retried when the
+// headend does not say: ocserv keeps a dropped session's cookie for its
+// cookie-timeout, 300 s by default.
+const DefaultReconnectTimeout = 300 * time.Second
 
-	log    *slog.Logger
+// Reasons a client ends on its own.
+var (
+	// ErrSessionGone means the headend ended the session or no longer
+	// accepts the cookie, and no way to log in again was given.
+	ErrSessionGone = errors.New("client: the headend ended the session")
+
+	// ErrReconnectTimeout means the tunnel stayed down past the bound.
+	ErrReconnectTimeout = errors.New("client: gave up reconnecting")
+)
+
+// Client is a tunnel with its stack and proxies. It outlives the tunnel's
+// TLS connection: a lost connection is re-established with the cookie,
+// and while the headend hands back the same address the stack, and so
+// every proxied flow, stays as it was.
+type Client struct {
+	o       Options
+	log     *slog.Logger
+	host    string
+	started time.Time
+
+	sw     *datapath.Switch
+	stack  atomic.Pointer[netstack.Stack]
+	router *proxy.Router
+	lns    [2]net.Listener // SOCKS5, HTTP
+
+	mu     sync.Mutex // guards the fields below
+	cfg    *session.Config
 	tunnel *session.Tunnel
 	cstp   *datapath.CSTP
-	sw     *datapath.Switch
-	noDTLS bool
+	cookie string
 
-	// Counters of DTLS channels that have ended.
-	dtlsTx, dtlsRx, dtlsDrop atomic.Uint64
-	stack                    *netstack.Stack
-	router                   *proxy.Router
-	lns                      []net.Listener
-	cancel                   context.CancelFunc
-	wg                       sync.WaitGroup
-	done                     chan struct{}
-	runErr                   error
-	closeMu                  sync.Once
+	reconnects atomic.Int64
+	ended      counters // traffic of channels that have ended
+	closing    atomic.Bool
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	done      chan struct{}
+	runErr    error
+	closeOnce sync.Once
 }
 
-// Start opens the tunnel and the proxies. The returned client runs until
-// Close or until the tunnel fails; Done and Err report the latter.
+// Start opens the tunnel and the proxies. The client runs until Close or
+// until the tunnel is lost for good; Done and Err report the latter.
 func Start(ctx context.Context, o Options) (*Client, error) {
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	host, _ := os.Hostname()
+	c := &Client{
+		o: o, log: o.Logger, host: host, started: time.Now(),
+		cookie: o.Cookie, sw: &datapath.Switch{}, done: make(chan struct{}),
+	}
 
-	t, err := session.Connect(ctx, session.Options{
-		URL:             o.URL,
-		TLS:             o.TLS,
-		UserAgent:       o.UserAgent,
-		Cookie:          o.Cookie,
-		Hostname:        host,
-		BaseMTU:         1500,
-		DTLSCipherSuite: dtlsSuite(o.NoDTLS),
-		Logger:          log,
-	})
+	t, err := c.connect(ctx, netip.Addr{})
 	if err != nil {
 		return nil, err
 	}
-	cfg := t.Config
-	c := &Client{
-		Config: cfg, log: log, tunnel: t, noDTLS: o.NoDTLS,
-		done: make(chan struct{}),
-	}
+	c.tunnel, c.cfg = t, t.Config
 
-	if err := c.build(o); err != nil {
-		t.Conn.Close()
+	stk, err := c.newStack(t.Config)
+	if err != nil {
+		c.goodbye(t)
 		return nil, err
 	}
-	if err := c.listen(o); err != nil {
-		c.stack.Close()
-		t.Conn.Close()
+	c.stack.Store(stk)
+
+	pol := PolicyFrom(t.Config)
+	c.router = &proxy.Router{
+		Policy: pol,
+		Resolver: dnsproxy.New(dnsproxy.Options{
+			Policy:       pol,
+			Servers:      t.Config.DNS,
+			SearchDomain: first(t.Config.DefaultDomains),
+			Tunnel:       tunnelDialer{c},
+			Logger:       c.log,
+		}),
+		Tunnel: tunnelDialer{c},
+		Logger: c.log.With("sub", "router"),
+	}
+	c.log.Info("tunnel up", "address", t.Config.Prefixes(), "mtu", t.Config.MTU,
+		"dns", t.Config.DNS, "split_dns", pol.Domains,
+		"routes", t.Config.SplitInclude, "excluded", t.Config.SplitExclude)
+
+	if err := c.listen(); err != nil {
+		stk.Close()
+		c.goodbye(t)
 		return nil, err
 	}
 
@@ -106,65 +151,56 @@ func Start(ctx context.Context, o Options) (*Client, error) {
 	return c, nil
 }
 
-// build wires channel, stack and router from the headend's configuration.
-func (c *Client) build(o Options) error {
-	cfg := c.Config
+// connect runs one CONNECT with the current cookie.
+func (c *Client) connect(ctx context.Context, prev netip.Addr) (*session.Tunnel, error) {
+	c.mu.Lock()
+	cookie := c.cookie
+	c.mu.Unlock()
+	return session.Connect(ctx, session.Options{
+		URL:             c.o.URL,
+		TLS:             c.o.TLS,
+		UserAgent:       c.o.UserAgent,
+		Cookie:          cookie,
+		Hostname:        c.host,
+		BaseMTU:         1500,
+		PrevAddress:     prev,
+		DTLSCipherSuite: dtlsSuite(c.o.NoDTLS),
+		Logger:          c.log,
+	})
+}
 
-	var addrs []netip.Prefix
-	if cfg.Address.IsValid() {
-		addrs = append(addrs, cfg.Address)
-	}
-	if cfg.Address6.IsValid() {
-		addrs = append(addrs, cfg.Address6)
-	}
+// goodbye ends a tunnel that will not be used, freeing it on the headend.
+func (c *Client) goodbye(t *session.Tunnel) {
+	cstp := datapath.NewCSTP(datapath.CSTPOptions{Conn: t.Conn, Reader: t.Reader})
+	cstp.Disconnect()
+}
+
+func (c *Client) newStack(cfg *session.Config) (*netstack.Stack, error) {
 	mtu := cfg.MTU
 	if mtu == 0 {
 		// TODO: derive from the base MTU and the channel's overhead
 		// when the headend sends no X-CSTP-MTU.
 		mtu = 1280
 	}
-
-	var stk *netstack.Stack
-	c.cstp = datapath.NewCSTP(datapath.CSTPOptions{
-		Conn:      c.tunnel.Conn,
-		Reader:    c.tunnel.Reader,
-		DPD:       cfg.DPD,
-		Keepalive: cfg.Keepalive,
-		Deliver:   func(pkt []byte) { stk.Inject(pkt) },
-		Logger:    c.log,
-	})
-	c.sw = datapath.NewSwitch(c.cstp)
-	stk, err := netstack.New(netstack.Config{
-		Addrs:    addrs,
+	return netstack.New(netstack.Config{
+		Addrs:    cfg.Prefixes(),
 		MTU:      mtu,
 		Headroom: datapath.Headroom,
 		Logger:   c.log.With("sub", "netstack"),
 	}, c.sw.WritePacket)
-	if err != nil {
-		return err
-	}
-	c.stack = stk
+}
 
-	pol := PolicyFrom(cfg)
-	res := dnsproxy.New(dnsproxy.Options{
-		Policy:       pol,
-		Servers:      cfg.DNS,
-		SearchDomain: first(cfg.DefaultDomains),
-		Tunnel:       stk,
-		Logger:       c.log,
-	})
-	c.router = &proxy.Router{
-		Policy:   pol,
-		Resolver: res,
-		Tunnel:   stk,
-		Logger:   c.log.With("sub", "router"),
-	}
+// inject hands an inbound packet to the current stack; flush delivers the
+// packets handed so far.
+func (c *Client) inject(pkt []byte) { c.stack.Load().Inject(pkt) }
+func (c *Client) flush()            { c.stack.Load().Flush() }
 
-	c.log.Info("tunnel up",
-		"address", addrs, "mtu", mtu,
-		"dns", cfg.DNS, "split_dns", pol.Domains,
-		"routes", cfg.SplitInclude, "excluded", cfg.SplitExclude)
-	return nil
+// tunnelDialer dials through whichever stack is current, so the router
+// and resolver survive a stack replaced after an address change.
+type tunnelDialer struct{ c *Client }
+
+func (d tunnelDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return d.c.stack.Load().DialContext(ctx, network, addr)
 }
 
 // PolicyFrom builds the split policy the headend asked for: its routes,
@@ -191,19 +227,21 @@ func first(s []string) string {
 	return s[0]
 }
 
-func (c *Client) listen(o Options) error {
-	for _, addr := range []string{o.SOCKSAddr, o.HTTPAddr} {
+func dtlsSuite(off bool) string {
+	if off {
+		return ""
+	}
+	return session.PSKNegotiate
+}
+
+func (c *Client) listen() error {
+	for i, addr := range []string{c.o.SOCKSAddr, c.o.HTTPAddr} {
 		if addr == "" {
-			c.lns = append(c.lns, nil)
 			continue
 		}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			for _, l := range c.lns {
-				if l != nil {
-					l.Close()
-				}
-			}
+			c.closeListeners()
 			return fmt.Errorf("client: proxy listen: %w", err)
 		}
 		if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil &&
@@ -212,9 +250,17 @@ func (c *Client) listen(o Options) error {
 			c.log.Warn("proxy listens beyond loopback; anyone who reaches it uses the VPN",
 				"addr", ln.Addr())
 		}
-		c.lns = append(c.lns, ln)
+		c.lns[i] = ln
 	}
 	return nil
+}
+
+func (c *Client) closeListeners() {
+	for _, l := range c.lns {
+		if l != nil {
+			l.Close()
+		}
+	}
 }
 
 func (c *Client) serve(ctx context.Context) {
@@ -233,81 +279,12 @@ func (c *Client) serve(ctx context.Context) {
 		}()
 	}
 	go func() {
-		c.runErr = c.cstp.Run(ctx)
+		c.runErr = c.run(ctx)
 		close(c.done)
 	}()
-	if !c.noDTLS {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.runDTLS(ctx)
-		}()
-	}
 }
 
-func dtlsSuite(off bool) string {
-	if off {
-		return ""
-	}
-	return session.PSKNegotiate
-}
-
-// dtlsRetry is the pause before a new DTLS attempt. ocserv drops a second
-// UDP handover for a session within 3 s, so never retry faster than that.
-const dtlsRetry = 10 * time.Second
-
-// runDTLS brings DTLS up, moves data onto it, and when it fails moves data
-// back to CSTP and tries again, until ctx ends. Flows never notice: both
-// channels feed the same stack.
-func (c *Client) runDTLS(ctx context.Context) {
-	for {
-		link, err := session.DialDTLS(ctx, c.tunnel, c.log)
-		if errors.Is(err, session.ErrNoDTLS) {
-			c.log.Info("headend offers no DTLS; data stays on TLS")
-			return
-		}
-		if err == nil {
-			err = c.useDTLS(ctx, link)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		c.log.Warn("DTLS unavailable, data on TLS", "err", err, "retry_in", dtlsRetry)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(dtlsRetry):
-		}
-	}
-}
-
-// useDTLS runs one DTLS association until it fails.
-func (c *Client) useDTLS(ctx context.Context, link *session.DTLSLink) error {
-	cfg := c.Config
-	d, err := datapath.NewDTLS(datapath.DTLSOptions{
-		Conn:      link.Conn,
-		Pending:   link.Pending,
-		Keys:      link.Keys,
-		DPD:       cfg.DTLSDPD,
-		Keepalive: cfg.DTLSKeepalive,
-		Deliver:   c.stack.Inject,
-		Logger:    c.log,
-	})
-	if err != nil {
-		link.Conn.Close()
-		return err
-	}
-	c.sw.SetDTLS(d)
-	c.log.Info("data channel", "channel", "DTLS", "suite", d.CipherSuite())
-	err = d.Run(ctx)
-	c.sw.SetDTLS(nil)
-	c.dtlsTx.Add(d.Counters.TxPackets.Load())
-	c.dtlsRx.Add(d.Counters.RxPackets.Load())
-	c.dtlsDrop.Add(d.Counters.RxDropped.Load())
-	return err
-}
-
-// SOCKSAddr and HTTPAddr return where the proxies listen, or "".
+// SOCKSAddr returns where the SOCKS5 proxy listens, or "".
 func (c *Client) SOCKSAddr() string { return addrOf(c.lns[0]) }
 
 // HTTPAddr returns where the HTTP proxy listens, or "".
@@ -320,13 +297,20 @@ func addrOf(ln net.Listener) string {
 	return ln.Addr().String()
 }
 
+// Config returns what the headend assigned on the latest CONNECT.
+func (c *Client) Config() *session.Config {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg
+}
+
 // Router returns the flow router, for front ends beyond the two proxies.
 func (c *Client) Router() *proxy.Router { return c.router }
 
-// Done is closed when the tunnel has ended, by Close or by failure.
+// Done is closed when the client has ended, by Close or for good.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
-// Err says why the tunnel ended; nil after Close.
+// Err says why the client ended on its own; nil after Close.
 func (c *Client) Err() error {
 	select {
 	case <-c.done:
@@ -336,30 +320,27 @@ func (c *Client) Err() error {
 	}
 }
 
-// ErrTunnelEnded wraps the reason a tunnel stopped on its own.
-var ErrTunnelEnded = errors.New("client: tunnel ended")
-
-// Close says goodbye to the headend (so it frees the session at once),
-// stops the proxies and tears the stack down.
+// Close says goodbye to the headend (so it frees the session and cookie
+// at once), stops the proxies and tears the stack down.
 func (c *Client) Close() error {
 	var err error
-	c.closeMu.Do(func() {
-		err = c.cstp.Disconnect()
+	c.closeOnce.Do(func() {
+		c.closing.Store(true)
+		c.mu.Lock()
+		cstp := c.cstp
+		c.mu.Unlock()
+		if cstp != nil {
+			err = cstp.Disconnect()
+		}
 		c.cancel()
 		<-c.done
-		for _, l := range c.lns {
-			if l != nil {
-				l.Close()
-			}
-		}
+		c.closeListeners()
 		c.wg.Wait()
-		st := c.stack.Stats()
-		c.stack.Close()
-		c.log.Info("disconnected",
-			"tx_packets", c.cstp.Counters.TxPackets.Load()+c.dtlsTx.Load(),
-			"rx_packets", c.cstp.Counters.RxPackets.Load()+c.dtlsRx.Load(),
-			"retransmits", st.TCPRetransmits, "out_dropped", st.OutDropped,
-			"dtls_rx_dropped", c.dtlsDrop.Load())
+
+		st := c.Status()
+		c.stack.Load().Close()
+		c.log.Info("disconnected", "tx_bytes", st.TxBytes, "rx_bytes", st.RxBytes,
+			"reconnects", st.Reconnects, "retransmits", st.Stack.TCPRetransmits)
 	})
 	return err
 }

@@ -42,8 +42,10 @@ type CSTPOptions struct {
 	DPD, Keepalive time.Duration
 
 	// Deliver takes each inbound IP packet; the slice is only valid for
-	// the call.
+	// the call. Flush, if set, is called whenever no more input is ready,
+	// so the receiver may hold delivered packets until then (GRO).
 	Deliver func(pkt []byte)
+	Flush   func()
 
 	Logger *slog.Logger
 }
@@ -52,8 +54,10 @@ type CSTPOptions struct {
 // concurrent use; Run must be called once.
 type CSTP struct {
 	conn    net.Conn
+	br      *bufio.Reader
 	rd      *CSTPReader
 	deliver func([]byte)
+	flush   func()
 	dpd     time.Duration
 	keep    time.Duration
 	log     *slog.Logger
@@ -86,8 +90,10 @@ func NewCSTP(o CSTPOptions) *CSTP {
 	}
 	c := &CSTP{
 		conn:    o.Conn,
+		br:      rd,
 		rd:      NewCSTPReader(rd),
 		deliver: o.Deliver,
+		flush:   orNop(o.Flush),
 		dpd:     o.DPD,
 		keep:    o.Keepalive,
 		log:     log.With("sub", "cstp"),
@@ -158,6 +164,9 @@ func (c *CSTP) Run(ctx context.Context) error {
 func (c *CSTP) readLoop() error {
 	buf := make([]byte, maxFrame)
 	for {
+		if c.br.Buffered() == 0 {
+			c.flush()
+		}
 		t, payload, err := c.rd.ReadFrame(buf)
 		if err != nil {
 			if c.closing.Load() {
@@ -191,6 +200,13 @@ func (c *CSTP) readLoop() error {
 			c.Counters.RxDropped.Add(1)
 		}
 	}
+}
+
+func orNop(f func()) func() {
+	if f == nil {
+		return func() {}
+	}
+	return f
 }
 
 // reasonText renders a DISCONNECT payload: an optional reason byte and

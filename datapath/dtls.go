@@ -20,6 +20,9 @@ var ErrDTLSClosed = errors.New("datapath: headend closed the DTLS channel")
 // (switch-to-tcp-timeout), whatever keepalive it advertised.
 const MaxDTLSKeepalive = 20 * time.Second
 
+// socketBuffer is the UDP socket buffer asked for, each way.
+const socketBuffer = 4 << 20
+
 // DTLSOptions configure a DTLS channel.
 type DTLSOptions struct {
 	// Conn is the connected UDP socket, taken from HandoffConn.Detach;
@@ -31,8 +34,10 @@ type DTLSOptions struct {
 	// DPD and Keepalive are X-DTLS-DPD and X-DTLS-Keepalive.
 	DPD, Keepalive time.Duration
 
-	// Deliver takes each inbound IP packet, valid only for the call.
+	// Deliver takes each inbound IP packet, valid only for the call;
+	// Flush, if set, follows each batch of them.
 	Deliver func(pkt []byte)
+	Flush   func()
 
 	Logger *slog.Logger
 }
@@ -43,6 +48,7 @@ type DTLS struct {
 	conn    *net.UDPConn
 	pending [][]byte
 	deliver func([]byte)
+	flush   func()
 	dpd     time.Duration
 	keep    time.Duration
 	log     *slog.Logger
@@ -77,6 +83,7 @@ func NewDTLS(o DTLSOptions) (*DTLS, error) {
 		conn:    o.Conn,
 		pending: o.Pending,
 		deliver: o.Deliver,
+		flush:   orNop(o.Flush),
 		dpd:     o.DPD,
 		keep:    keep,
 		log:     log.With("sub", "dtls"),
@@ -84,6 +91,12 @@ func NewDTLS(o DTLSOptions) (*DTLS, error) {
 		rl:      rl,
 		ctl:     make([]byte, DTLSOverhead+maxFrame),
 	}
+	// A burst from the headend must fit in the socket while the read
+	// loop catches up; the default (about 200 KiB) drops packets under
+	// a single fast download. The kernel caps this at net.core.rmem_max.
+	o.Conn.SetReadBuffer(socketBuffer)
+	o.Conn.SetWriteBuffer(socketBuffer)
+
 	now := time.Now().UnixNano()
 	d.lastRx.Store(now)
 	d.lastTx.Store(now)
@@ -166,59 +179,75 @@ func (d *DTLS) Run(ctx context.Context) error {
 	return err
 }
 
+// readBatch is how many datagrams one recvmmsg call may return.
+const readBatch = 32
+
+// readLoop reads datagrams in batches, opens each record in place and
+// hands the packets on; the receiver's Flush follows every batch.
 func (d *DTLS) readLoop() error {
-	buf := make([]byte, 65536)
-	for {
-		var rec []byte
-		if len(d.pending) > 0 {
-			rec, d.pending = d.pending[0], d.pending[1:]
-		} else {
-			n, err := d.conn.Read(buf)
-			if err != nil {
-				if d.closing.Load() {
-					return nil
-				}
-				var ne net.Error
-				if errors.As(err, &ne) && !ne.Timeout() || errors.Is(err, net.ErrClosed) {
-					return fmt.Errorf("datapath: dtls read: %w", err)
-				}
-				// ICMP port unreachable and the like: the liveness
-				// loop decides whether the channel is dead.
-				continue
-			}
-			rec = buf[:n]
-		}
-
-		pt, err := d.rl.openInPlace(rec)
-		if errors.Is(err, errAlert) {
-			return ErrDTLSClosed
-		}
-		if err != nil || len(pt) == 0 {
-			d.Counters.RxDropped.Add(1)
-			continue
-		}
-		d.lastRx.Store(time.Now().UnixNano())
-
-		switch Type(pt[0]) {
-		case TypeData:
-			d.Counters.RxPackets.Add(1)
-			d.Counters.RxBytes.Add(uint64(len(pt) - 1))
-			d.deliver(pt[1:])
-		case TypeDPDReq:
-			// Echo the payload, padding included: the headend may be
-			// probing the path MTU.
-			if err := d.sendControl(TypeDPDResp, pt[1:]); err != nil {
-				return err
-			}
-		case TypeDPDResp, TypeKeepalive:
-		case TypeDisconnect:
-			return fmt.Errorf("%w: %s", ErrPeerDisconnect, reasonText(pt[1:]))
-		case TypeTerminate:
-			return ErrTerminated
-		default:
-			d.Counters.RxDropped.Add(1)
+	for _, rec := range d.pending {
+		if err := d.handle(rec); err != nil {
+			return err
 		}
 	}
+	d.pending = nil
+	d.flush()
+
+	rb := newBatchReader(d.conn, readBatch, maxFrame+DTLSOverhead)
+	for {
+		recs, err := rb.read()
+		if err != nil {
+			if d.closing.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && !ne.Timeout() || errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("datapath: dtls read: %w", err)
+			}
+			// ICMP port unreachable and the like: the liveness loop
+			// decides whether the channel is dead.
+			continue
+		}
+		for _, rec := range recs {
+			if err := d.handle(rec); err != nil {
+				d.flush()
+				return err
+			}
+		}
+		d.flush()
+	}
+}
+
+// handle opens one record and acts on its payload.
+func (d *DTLS) handle(rec []byte) error {
+	pt, err := d.rl.openInPlace(rec)
+	if errors.Is(err, errAlert) {
+		return ErrDTLSClosed
+	}
+	if err != nil || len(pt) == 0 {
+		d.Counters.RxDropped.Add(1)
+		return nil
+	}
+	d.lastRx.Store(time.Now().UnixNano())
+
+	switch Type(pt[0]) {
+	case TypeData:
+		d.Counters.RxPackets.Add(1)
+		d.Counters.RxBytes.Add(uint64(len(pt) - 1))
+		d.deliver(pt[1:])
+	case TypeDPDReq:
+		// Echo the payload, padding included: the headend may be
+		// probing the path MTU.
+		return d.sendControl(TypeDPDResp, pt[1:])
+	case TypeDPDResp, TypeKeepalive:
+	case TypeDisconnect:
+		return fmt.Errorf("%w: %s", ErrPeerDisconnect, reasonText(pt[1:]))
+	case TypeTerminate:
+		return ErrTerminated
+	default:
+		d.Counters.RxDropped.Add(1)
+	}
+	return nil
 }
 
 // livenessLoop: a DPD-REQ after DPD of silence, at most every DPD/2, dead

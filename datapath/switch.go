@@ -1,6 +1,9 @@
 package datapath
 
-import "sync/atomic"
+import (
+	"errors"
+	"sync/atomic"
+)
 
 // Headroom is what the netstack leaves in front of every outbound packet:
 // enough for the DTLS record header, and so for the smaller CSTP header.
@@ -10,12 +13,16 @@ const Headroom = DTLSHeadroom
 // CSTP otherwise. It never sends data over CSTP while DTLS is up: ocserv
 // takes a data frame on CSTP as the client asking to leave DTLS.
 type Switch struct {
-	cstp *CSTP
+	cstp atomic.Pointer[CSTP]
 	dtls atomic.Pointer[DTLS]
 }
 
-// NewSwitch starts with data on CSTP.
-func NewSwitch(c *CSTP) *Switch { return &Switch{cstp: c} }
+// errNoChannel is returned while no channel is up, during a reconnect;
+// the stack retransmits once one is.
+var errNoChannel = errors.New("datapath: no channel up")
+
+// SetCSTP sets the CSTP channel, or none (nil) while reconnecting.
+func (s *Switch) SetCSTP(c *CSTP) { s.cstp.Store(c) }
 
 // SetDTLS moves data to d, or back to CSTP when d is nil.
 func (s *Switch) SetDTLS(d *DTLS) { s.dtls.Store(d) }
@@ -38,5 +45,9 @@ func (s *Switch) WritePacket(frame []byte) error {
 	if d := s.dtls.Load(); d != nil {
 		return d.WritePacket(frame)
 	}
-	return s.cstp.WritePacket(frame[Headroom-CSTPHeaderLen:])
+	c := s.cstp.Load()
+	if c == nil {
+		return errNoChannel
+	}
+	return c.WritePacket(frame[Headroom-CSTPHeaderLen:])
 }

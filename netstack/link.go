@@ -7,6 +7,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
 )
 
 // OutputFunc takes one outbound IP packet. frame[:headroom] is free for the
@@ -26,6 +27,12 @@ type link struct {
 	mtu        uint32 // guarded by mu
 	dispatcher stack.NetworkDispatcher
 
+	// gro joins consecutive TCP segments of a flow before the stack sees
+	// them, so TCP does its work, and sends its ACKs, per run of segments
+	// rather than per packet. Inbound packets wait in it until flush.
+	groMu sync.Mutex
+	gro   gro.GRO // guarded by groMu
+
 	// outErrs counts packets the datapath refused; read by Stats.
 	outErrs counter
 }
@@ -36,6 +43,7 @@ const maxPacket = 1 << 16
 
 func newLink(mtu uint32, headroom int, out OutputFunc) *link {
 	l := &link{out: out, headroom: headroom, mtu: mtu}
+	l.gro.Init(true)
 	l.frames.New = func() any {
 		b := make([]byte, headroom+maxPacket)
 		return &b
@@ -43,12 +51,10 @@ func newLink(mtu uint32, headroom int, out OutputFunc) *link {
 	return l
 }
 
-// inject hands one inbound packet to the stack; the bytes are copied.
+// inject queues one inbound packet for the stack; the bytes are copied.
+// The packet reaches the stack at the latest on the next flush.
 func (l *link) inject(pkt []byte) {
-	l.mu.RLock()
-	d := l.dispatcher
-	l.mu.RUnlock()
-	if d == nil || len(pkt) == 0 {
+	if len(pkt) == 0 || !l.IsAttached() {
 		return
 	}
 
@@ -65,8 +71,18 @@ func (l *link) inject(pkt []byte) {
 	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{
 		Payload: buffer.MakeWithData(pkt),
 	})
-	d.DeliverNetworkPacket(proto, pb)
+	pb.NetworkProtocolNumber = proto
+	l.groMu.Lock()
+	l.gro.Enqueue(pb)
+	l.groMu.Unlock()
 	pb.DecRef()
+}
+
+// flush delivers every packet waiting in GRO.
+func (l *link) flush() {
+	l.groMu.Lock()
+	l.gro.Flush()
+	l.groMu.Unlock()
 }
 
 // WritePackets implements stack.LinkEndpoint. It copies each packet behind
@@ -111,6 +127,9 @@ func (l *link) Attach(d stack.NetworkDispatcher) {
 	l.mu.Lock()
 	l.dispatcher = d
 	l.mu.Unlock()
+	l.groMu.Lock()
+	l.gro.Dispatcher = d
+	l.groMu.Unlock()
 }
 
 func (l *link) IsAttached() bool {
@@ -119,13 +138,20 @@ func (l *link) IsAttached() bool {
 	return l.dispatcher != nil
 }
 
-func (*link) MaxHeaderLength() uint16                      { return 0 }
-func (*link) LinkAddress() tcpip.LinkAddress               { return "" }
-func (*link) SetLinkAddress(tcpip.LinkAddress)             {}
-func (*link) Capabilities() stack.LinkEndpointCapabilities { return 0 }
-func (*link) Wait()                                        {}
-func (*link) ARPHardwareType() header.ARPHardwareType      { return header.ARPHardwareNone }
-func (*link) AddHeader(*stack.PacketBuffer)                {}
-func (*link) ParseHeader(*stack.PacketBuffer) bool         { return true }
-func (*link) Close()                                       {}
-func (*link) SetOnCloseAction(func())                      {}
+func (*link) MaxHeaderLength() uint16          { return 0 }
+func (*link) LinkAddress() tcpip.LinkAddress   { return "" }
+func (*link) SetLinkAddress(tcpip.LinkAddress) {}
+
+// Capabilities says inbound checksums are already checked. For TCP that is
+// true: GRO validates every segment it sees, and must be trusted to, since
+// a merged packet's IP checksum is stale. Other packets are not checked
+// again; the tunnel's AEAD or TLS record MAC already vouches for them.
+func (*link) Capabilities() stack.LinkEndpointCapabilities {
+	return stack.CapabilityRXChecksumOffload
+}
+func (*link) Wait()                                   {}
+func (*link) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareNone }
+func (*link) AddHeader(*stack.PacketBuffer)           {}
+func (*link) ParseHeader(*stack.PacketBuffer) bool    { return true }
+func (*link) Close()                                  {}
+func (*link) SetOnCloseAction(func())                 {}

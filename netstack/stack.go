@@ -143,12 +143,17 @@ func defaultRoute(a netip.Addr) tcpip.Route {
 	return tcpip.Route{Destination: sub, NIC: nicID}
 }
 
-// Inject hands one inbound IP packet to the stack. The stack copies it, so
-// the caller keeps pkt. Packets of an unknown IP version are dropped.
+// Inject queues one inbound IP packet for the stack. The stack copies it,
+// so the caller keeps pkt. Packets of an unknown IP version are dropped.
+// Queued packets reach the stack at the latest on Flush: call it after
+// each batch, before waiting for more input.
 func (s *Stack) Inject(pkt []byte) {
 	s.injected.add(1)
 	s.link.inject(pkt)
 }
+
+// Flush delivers the packets Inject queued.
+func (s *Stack) Flush() { s.link.flush() }
 
 // SetMTU changes the largest packet the stack will send, for example when
 // data moves to a channel with more overhead.

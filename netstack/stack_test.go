@@ -26,6 +26,7 @@ func pair(t *testing.T) (a, b *Stack) {
 			Headroom: 8,
 		}, func(frame []byte) error {
 			(*peer).Inject(frame[8:])
+			(*peer).Flush()
 			return nil
 		})
 		if err != nil {

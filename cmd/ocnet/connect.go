@@ -33,8 +33,11 @@ type connectFlags struct {
 	httpProxy     string
 	nonInter      bool
 	noDTLS        bool
-	verbose       bool
-	logFormat     string
+	control       string
+
+	reconnectTimeout time.Duration
+	verbose          bool
+	logFormat        string
 }
 
 func newConnectCmd() *cobra.Command {
@@ -64,6 +67,10 @@ func newConnectCmd() *cobra.Command {
 	fl.StringVar(&f.httpProxy, "http-proxy", "127.0.0.1:8080", `HTTP proxy listen address ("" = off)`)
 	fl.BoolVar(&f.nonInter, "non-inter", false, "never prompt; accept the banner")
 	fl.BoolVar(&f.noDTLS, "no-dtls", false, "keep data on the TLS channel; do not try DTLS")
+	fl.DurationVar(&f.reconnectTimeout, "reconnect-timeout", 0,
+		"give up a lost tunnel after this long (e.g. 20s); 0 = as long as the headend keeps the session")
+	fl.StringVar(&f.control, "control", defaultControlPath(),
+		`status socket, readable only by this user ("" = none)`)
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logging (secrets are redacted)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -95,17 +102,19 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 
 	stdin := bufio.NewReader(os.Stdin)
 	var cookie, banner, pin string
+	var reauth func(context.Context) (string, error)
 	if f.cookieOnStdin {
 		cookie, err = readLine(stdin)
 		if err != nil || cookie == "" {
 			return usageError{errors.New("--cookie-on-stdin: no cookie on standard input")}
 		}
 	} else {
-		res, err := login(ctx, f, u, tlsConf, stdin, log)
+		res, fl, err := login(ctx, f, u, tlsConf, stdin, log)
 		if err != nil {
 			return err
 		}
 		cookie, banner, pin = res.Cookie, res.Banner, res.ServerPin
+		reauth = fl.reauth(f, u, tlsConf, log)
 	}
 
 	if f.authenticate {
@@ -125,11 +134,21 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 		SOCKSAddr: f.socks,
 		HTTPAddr:  f.httpProxy,
 		Logger:    log,
+
+		ReconnectTimeout: f.reconnectTimeout,
+		Reauth:           reauth,
 	})
 	if err != nil {
 		return err
 	}
-	if b := firstNonEmpty(c.Config.Banner, banner); b != "" {
+	stopControl, err := serveControl(ctx, f.control, c, log)
+	if err != nil {
+		c.Close()
+		return err
+	}
+	defer stopControl()
+
+	if b := firstNonEmpty(c.Config().Banner, banner); b != "" {
 		if err := showBanner(b, f.nonInter); err != nil {
 			c.Close()
 			return err

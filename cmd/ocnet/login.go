@@ -22,8 +22,9 @@ const loginTries = 3
 // login runs the auth dialogue. A user at a terminal who mistypes the
 // password is asked again; a script gets the headend's verdict at once.
 func login(ctx context.Context, f connectFlags, u *url.URL, tlsConf *tls.Config,
-	stdin *bufio.Reader, log *slog.Logger) (*auth.Result, error) {
+	stdin *bufio.Reader, log *slog.Logger) (*auth.Result, *filler, error) {
 	fl := &filler{
+		answers:   map[string]string{},
 		user:      f.user,
 		group:     f.authgroup,
 		stdin:     stdin,
@@ -46,14 +47,34 @@ func login(ctx context.Context, f connectFlags, u *url.URL, tlsConf *tls.Config,
 			Logger:    log,
 		}, fl.fill)
 		if err == nil {
-			return res, nil
+			return res, fl, nil
 		}
 		if !errors.Is(err, auth.ErrAuthFailed) || i == tries-1 {
 			break
 		}
 		fmt.Fprintf(os.Stderr, "Login failed: %v. Try again.\n", err)
 	}
-	return nil, fmt.Errorf("login to %s: %w", u.Host, err)
+	return nil, nil, fmt.Errorf("login to %s: %w", u.Host, err)
+}
+
+// reauth returns a way to log in again without a person, when every
+// answer came from flags or stdin; nil otherwise. The answers stay in
+// memory only.
+func (f *filler) reauth(cf connectFlags, u *url.URL, tlsConf *tls.Config,
+	log *slog.Logger) func(context.Context) (string, error) {
+	if f.asked || len(f.answers) == 0 {
+		return nil
+	}
+	return func(ctx context.Context) (string, error) {
+		replay := &filler{user: f.user, group: f.group, replay: f.answers}
+		res, err := auth.Login(ctx, auth.Options{
+			URL: u, TLS: tlsConf, UserAgent: cf.useragent, Group: cf.authgroup, Logger: log,
+		}, replay.fill)
+		if err != nil {
+			return "", err
+		}
+		return res.Cookie, nil
+	}
 }
 
 // filler answers the headend's forms from flags, standard input or the
@@ -64,6 +85,10 @@ type filler struct {
 	stdin     *bufio.Reader
 	fromStdin bool // answers to password fields come from stdin
 	tty       bool // a person is at the terminal and may be asked
+
+	answers map[string]string // non-interactive answers, for reauth
+	asked   bool              // a person answered something
+	replay  map[string]string // when set, the only source of answers
 }
 
 func (f *filler) fill(ctx context.Context, form *auth.Form) error {
@@ -87,6 +112,19 @@ func (f *filler) fill(ctx context.Context, form *auth.Form) error {
 
 func (f *filler) answer(fd *auth.Field) error {
 	label := strings.TrimSpace(firstNonEmpty(fd.Label, fd.Name))
+	if f.replay != nil && (fd.Type == "text" || fd.Type == "password") {
+		if fd.Name == "username" && f.user != "" {
+			fd.Value = f.user
+			return nil
+		}
+		v, ok := f.replay[fd.Name]
+		if !ok {
+			return fmt.Errorf("%w: logging in again, the headend asks for %q, "+
+				"which was not asked before", auth.ErrAuthFailed, label)
+		}
+		fd.Value = v
+		return nil
+	}
 	switch fd.Type {
 	case "hidden", "submit", "reset":
 		return nil
@@ -112,6 +150,7 @@ func (f *filler) answer(fd *auth.Field) error {
 			return fmt.Errorf("reading %q: %w", label, err)
 		}
 		fd.Value = v
+		f.asked = true
 		return nil
 
 	case "password":
@@ -122,6 +161,7 @@ func (f *filler) answer(fd *auth.Field) error {
 					auth.ErrAuthFailed, label)
 			}
 			fd.Value = v
+			f.answers[fd.Name] = v
 			return nil
 		}
 		if !f.tty {
@@ -135,6 +175,7 @@ func (f *filler) answer(fd *auth.Field) error {
 			return fmt.Errorf("reading %q: %w", label, err)
 		}
 		fd.Value = string(b)
+		f.asked = true
 		return nil
 	}
 	return fmt.Errorf("the headend's form has a %q field (%q) ocnet cannot fill", fd.Type, label)

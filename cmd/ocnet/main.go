@@ -19,12 +19,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ocnet/ocnet/auth"
+	"github.com/ocnet/ocnet/client"
 	"github.com/ocnet/ocnet/session"
 	"github.com/ocnet/ocnet/trust"
 )
@@ -37,6 +39,7 @@ const (
 	exitAuth    = 3
 	exitTrust   = 4
 	exitNetwork = 5
+	exitSession = 6 // the headend ended the session and no re-login was possible
 )
 
 func main() {
@@ -49,9 +52,17 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newConnectCmd())
+	root.AddCommand(newConnectCmd(), newStatusCmd())
+	var cpuProfile string
+	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile here")
+	root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		return startProfile(cpuProfile)
+	}
+	defer pprof.StopCPUProfile()
 
 	err := root.ExecuteContext(ctx)
+	pprof.StopCPUProfile()
 	if err == nil {
 		os.Exit(exitOK)
 	}
@@ -72,6 +83,8 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.Is(err, client.ErrSessionGone):
+		return exitSession
 	case errors.As(err, &te):
 		return exitTrust
 	case errors.Is(err, auth.ErrAuthFailed),
@@ -79,7 +92,7 @@ func exitCode(err error) int {
 		errors.Is(err, session.ErrCookieRejected):
 		return exitAuth
 	case errors.As(err, &ce), errors.As(err, &oe), errors.As(err, &ne),
-		errors.Is(err, errTunnelLost):
+		errors.Is(err, errTunnelLost), errors.Is(err, client.ErrReconnectTimeout):
 		return exitNetwork
 	}
 	if isUsage(err) {
@@ -113,4 +126,17 @@ func newLogger(verbose bool, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, usageError{fmt.Errorf("--log-format %q: want text or json", format)}
+}
+
+// startProfile writes a CPU profile for `go tool pprof`, for the benchmark
+// suite's "what limits it" question.
+func startProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	return pprof.StartCPUProfile(f)
 }

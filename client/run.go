@@ -1,0 +1,264 @@
+package client
+
+// The client's life after Start, in one goroutine (run):
+//
+//	runTunnel: CSTP carries control (and data until DTLS is up);
+//	           runDTLS, beside it, brings DTLS up and down.
+//	on loss:   reconnect with the cookie (backoff, bounded), log in again
+//	           if the headend forgot the cookie and Reauth allows;
+//	           keep the stack when the address is the same.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ocnet/ocnet/datapath"
+	"github.com/ocnet/ocnet/session"
+	"github.com/ocnet/ocnet/trust"
+)
+
+func (c *Client) run(ctx context.Context) error {
+	for {
+		err := c.runTunnel(ctx)
+		if ctx.Err() != nil || c.closing.Load() {
+			return nil
+		}
+
+		if errors.Is(err, datapath.ErrTerminated) || errors.Is(err, datapath.ErrPeerDisconnect) {
+			// The cookie must not be used again.
+			c.log.Warn("headend ended the session", "err", err)
+			if c.o.Reauth == nil {
+				return fmt.Errorf("%w: %w", ErrSessionGone, err)
+			}
+			c.setCookie("")
+		} else {
+			c.log.Warn("tunnel lost, reconnecting", "err", err)
+		}
+
+		if err := c.reconnect(ctx); err != nil {
+			if ctx.Err() != nil || c.closing.Load() {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// runTunnel runs the current tunnel's channels until CSTP ends.
+func (c *Client) runTunnel(ctx context.Context) error {
+	c.mu.Lock()
+	t := c.tunnel
+	cstp := datapath.NewCSTP(datapath.CSTPOptions{
+		Conn:      t.Conn,
+		Reader:    t.Reader,
+		DPD:       t.Config.DPD,
+		Keepalive: t.Config.Keepalive,
+		Deliver:   c.inject,
+		Flush:     c.flush,
+		Logger:    c.log,
+	})
+	c.cstp = cstp
+	c.mu.Unlock()
+	c.sw.SetCSTP(cstp)
+
+	dctx, stopDTLS := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if !c.o.NoDTLS {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.runDTLS(dctx, t)
+		}()
+	}
+
+	err := cstp.Run(ctx)
+	c.sw.SetCSTP(nil)
+	stopDTLS()
+	wg.Wait()
+	c.ended.addCSTP(cstp)
+	return err
+}
+
+// dtlsRetry is the pause before a new DTLS attempt. ocserv drops a second
+// UDP handover for a session within 3 s, so never retry faster than that.
+const dtlsRetry = 10 * time.Second
+
+// runDTLS brings DTLS up, moves data onto it, and when it fails moves data
+// back to CSTP and tries again, until ctx ends. Flows never notice: both
+// channels feed the same stack.
+func (c *Client) runDTLS(ctx context.Context, t *session.Tunnel) {
+	for {
+		link, err := session.DialDTLS(ctx, t, c.log)
+		if errors.Is(err, session.ErrNoDTLS) {
+			c.log.Info("headend offers no DTLS; data stays on TLS")
+			return
+		}
+		if err == nil {
+			err = c.useDTLS(ctx, t, link)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("DTLS down, data on TLS", "err", err, "retry_in", dtlsRetry)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(dtlsRetry):
+		}
+	}
+}
+
+// useDTLS runs one DTLS association until it fails.
+func (c *Client) useDTLS(ctx context.Context, t *session.Tunnel, link *session.DTLSLink) error {
+	d, err := datapath.NewDTLS(datapath.DTLSOptions{
+		Conn:      link.Conn,
+		Pending:   link.Pending,
+		Keys:      link.Keys,
+		DPD:       t.Config.DTLSDPD,
+		Keepalive: t.Config.DTLSKeepalive,
+		Deliver:   c.inject,
+		Flush:     c.flush,
+		Logger:    c.log,
+	})
+	if err != nil {
+		link.Conn.Close()
+		return err
+	}
+	c.sw.SetDTLS(d)
+	c.log.Info("data channel", "channel", "DTLS", "suite", d.CipherSuite())
+	err = d.Run(ctx)
+	c.sw.SetDTLS(nil)
+	c.ended.addDTLS(d)
+	if ctx.Err() == nil {
+		c.log.Info("data channel", "channel", "TLS")
+	}
+	return err
+}
+
+// Reconnect pacing: quick first retries, then at most every maxBackoff.
+const (
+	minBackoff     = time.Second
+	maxBackoff     = 10 * time.Second
+	connectTimeout = 15 * time.Second
+)
+
+// reconnect re-establishes the tunnel with the cookie, with backoff, until
+// it works or the bound passes.
+func (c *Client) reconnect(ctx context.Context) error {
+	limit := c.reconnectLimit()
+	start := time.Now()
+	deadline := start.Add(limit)
+	backoff := minBackoff
+	reauthed := false
+
+	for attempt := 1; ; attempt++ {
+		if c.getCookie() == "" {
+			if err := c.reauth(ctx); err != nil {
+				return err
+			}
+			reauthed = true
+		}
+
+		actx, cancel := context.WithTimeout(ctx, connectTimeout)
+		t, err := c.connect(actx, c.Config().Address.Addr())
+		cancel()
+		if err == nil {
+			c.adopt(t)
+			c.reconnects.Add(1)
+			c.log.Info("reconnected", "attempt", attempt,
+				"took", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+
+		var te *trust.Error
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.As(err, &te):
+			return err
+		case errors.Is(err, session.ErrCookieRejected):
+			if c.o.Reauth == nil || reauthed {
+				return fmt.Errorf("%w: %w", ErrSessionGone, err)
+			}
+			c.log.Warn("headend no longer accepts the cookie; logging in again")
+			c.setCookie("")
+			continue
+		}
+
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("%w after %v: %w", ErrReconnectTimeout,
+				limit.Round(time.Second), err)
+		}
+		wait := min(backoff, time.Until(deadline))
+		c.log.Info("reconnect failed", "attempt", attempt, "retry_in",
+			wait.Round(time.Millisecond), "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+func (c *Client) reconnectLimit() time.Duration {
+	if c.o.ReconnectTimeout > 0 {
+		return c.o.ReconnectTimeout
+	}
+	if d := c.Config().DisconnectedTimeout; d > 0 {
+		return d
+	}
+	return DefaultReconnectTimeout
+}
+
+func (c *Client) reauth(ctx context.Context) error {
+	if c.o.Reauth == nil {
+		return ErrSessionGone
+	}
+	cookie, err := c.o.Reauth(ctx)
+	if err != nil {
+		return fmt.Errorf("client: logging in again: %w", err)
+	}
+	c.setCookie(cookie)
+	return nil
+}
+
+// adopt makes t the current tunnel. The same address keeps the stack and
+// every flow in it; a new address needs a new stack, and flows in the old
+// one are reset.
+func (c *Client) adopt(t *session.Tunnel) {
+	c.mu.Lock()
+	old := c.cfg
+	c.tunnel, c.cfg = t, t.Config
+	c.mu.Unlock()
+
+	if samePrefixes(old.Prefixes(), t.Config.Prefixes()) {
+		return
+	}
+	stk, err := c.newStack(t.Config)
+	if err != nil {
+		c.log.Error("new address, but no stack for it; keeping the old one", "err", err)
+		return
+	}
+	prev := c.stack.Swap(stk)
+	prev.Close()
+	c.log.Warn("headend assigned a new address; open flows were reset",
+		"old", old.Prefixes(), "new", t.Config.Prefixes())
+}
+
+func samePrefixes(a, b any) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+
+func (c *Client) getCookie() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cookie
+}
+
+func (c *Client) setCookie(s string) {
+	c.mu.Lock()
+	c.cookie = s
+	c.mu.Unlock()
+}
