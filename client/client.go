@@ -42,6 +42,14 @@ type Options struct {
 	// X-CSTP-Disconnected-Timeout, else DefaultReconnectTimeout).
 	ReconnectTimeout time.Duration
 
+	// Divert, when set, sees each inbound packet before the stack does
+	// and keeps it by returning true; TUN mode uses it to hand packets of
+	// host flows to the device. pkt is only valid during the call.
+	Divert func(pkt []byte) bool
+
+	// PortRange is the stack's local port range (see netstack.Config).
+	PortRange [2]uint16
+
 	// Reauth, when set, logs in again after the headend stops accepting
 	// the cookie, and returns a fresh one. Without it such a session ends
 	// with ErrSessionGone.
@@ -183,17 +191,51 @@ func (c *Client) newStack(cfg *session.Config) (*netstack.Stack, error) {
 		mtu = 1280
 	}
 	return netstack.New(netstack.Config{
-		Addrs:    cfg.Prefixes(),
-		MTU:      mtu,
-		Headroom: datapath.Headroom,
-		Logger:   c.log.With("sub", "netstack"),
+		Addrs:     cfg.Prefixes(),
+		MTU:       mtu,
+		Headroom:  datapath.Headroom,
+		PortRange: c.o.PortRange,
+		Logger:    c.log.With("sub", "netstack"),
 	}, c.sw.WritePacket)
 }
 
 // inject hands an inbound packet to the current stack; flush delivers the
 // packets handed so far.
-func (c *Client) inject(pkt []byte) { c.stack.Load().Inject(pkt) }
+func (c *Client) inject(pkt []byte) {
+	if c.o.Divert != nil && c.o.Divert(pkt) {
+		return
+	}
+	c.stack.Load().Inject(pkt)
+}
 func (c *Client) flush()            { c.stack.Load().Flush() }
+
+// SendPacket sends one raw IP packet into the tunnel, bypassing the stack
+// (TUN mode's fast path). The packet is copied; it may be dropped while no
+// channel is up, and the sender's own TCP recovers as with any loss.
+func (c *Client) SendPacket(pkt []byte) error {
+	fp := framePool.Get().(*[]byte)
+	defer framePool.Put(fp)
+	if len(pkt) > len(*fp)-datapath.Headroom-datapath.DTLSOverhead {
+		return fmt.Errorf("client: packet of %d bytes is too large", len(pkt))
+	}
+	n := copy((*fp)[datapath.Headroom:], pkt)
+	return c.sw.WritePacket((*fp)[:datapath.Headroom+n])
+}
+
+// framePool holds frames for SendPacket with room for any channel's
+// headroom and tag.
+var framePool = sync.Pool{New: func() any {
+	b := make([]byte, 1<<16+datapath.Headroom+datapath.DTLSOverhead)
+	return &b
+}}
+
+// MTU is the largest packet the tunnel carries now.
+func (c *Client) MTU() int {
+	if m := c.Config().MTU; m > 0 {
+		return m
+	}
+	return 1280
+}
 
 // tunnelDialer dials through whichever stack is current, so the router
 // and resolver survive a stack replaced after an address change.

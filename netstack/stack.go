@@ -33,6 +33,11 @@ type Config struct {
 	// of each packet for its own framing.
 	Headroom int
 
+	// PortRange, when set, is the range the stack picks its local ports
+	// from. TUN mode gives the stack a range the host never uses, so that
+	// inbound packets can be told apart by destination port.
+	PortRange [2]uint16
+
 	Logger *slog.Logger
 }
 
@@ -79,6 +84,13 @@ func New(c Config, out OutputFunc) (*Stack, error) {
 	if err := tuneTCP(s); err != nil {
 		s.Destroy()
 		return nil, err
+	}
+
+	if lo, hi := c.PortRange[0], c.PortRange[1]; lo != 0 {
+		if err := s.SetPortRange(lo, hi); err != nil {
+			s.Destroy()
+			return nil, fmt.Errorf("netstack: port range %d-%d: %v", lo, hi, err)
+		}
 	}
 
 	l := newLink(uint32(c.MTU), c.Headroom, out)
