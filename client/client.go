@@ -207,7 +207,7 @@ func (c *Client) inject(pkt []byte) {
 	}
 	c.stack.Load().Inject(pkt)
 }
-func (c *Client) flush()            { c.stack.Load().Flush() }
+func (c *Client) flush() { c.stack.Load().Flush() }
 
 // SendPacket sends one raw IP packet into the tunnel, bypassing the stack
 // (TUN mode's fast path). The packet is copied; it may be dropped while no
