@@ -58,12 +58,9 @@ type CSTP struct {
 	rd      *CSTPReader
 	deliver func([]byte)
 	flush   func()
-	dpd     time.Duration
-	keep    time.Duration
 	log     *slog.Logger
 
-	lastRx atomic.Int64 // unix nanoseconds of the last frame received
-	lastTx atomic.Int64 // unix nanoseconds of the last frame sent
+	live Liveness
 
 	closeOnce sync.Once
 	closing   atomic.Bool
@@ -94,13 +91,10 @@ func NewCSTP(o CSTPOptions) *CSTP {
 		rd:      NewCSTPReader(rd),
 		deliver: o.Deliver,
 		flush:   orNop(o.Flush),
-		dpd:     o.DPD,
-		keep:    o.Keepalive,
 		log:     log.With("sub", "cstp"),
 	}
-	now := time.Now().UnixNano()
-	c.lastRx.Store(now)
-	c.lastTx.Store(now)
+	c.live.DPD, c.live.Keepalive = o.DPD, o.Keepalive
+	c.live.Start(time.Now())
 	return c
 }
 
@@ -127,7 +121,7 @@ func (c *CSTP) write(frame []byte) error {
 	if _, err := c.conn.Write(frame); err != nil {
 		return fmt.Errorf("datapath: cstp write: %w", err)
 	}
-	c.lastTx.Store(time.Now().UnixNano())
+	c.live.Sent(time.Now())
 	return nil
 }
 
@@ -144,7 +138,11 @@ func (c *CSTP) writeControl(t Type, payload []byte) error {
 func (c *CSTP) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- c.readLoop() }()
-	go func() { errc <- c.livenessLoop(ctx) }()
+	go func() {
+		errc <- runLiveness(ctx, &c.live, &c.closing, func(t Type) error {
+			return c.writeControl(t, nil)
+		})
+	}()
 
 	var err error
 	select {
@@ -177,7 +175,7 @@ func (c *CSTP) readLoop() error {
 			}
 			return fmt.Errorf("datapath: cstp read: %w", err)
 		}
-		c.lastRx.Store(time.Now().UnixNano())
+		c.live.Received(time.Now())
 
 		switch t {
 		case TypeData:
@@ -226,47 +224,6 @@ func reasonText(p []byte) string {
 		return "no reason given"
 	}
 	return string(out)
-}
-
-// livenessLoop originates DPD and keepalives (protocol.md §3.4): a DPD-REQ
-// after DPD seconds of silence, at most every DPD/2; dead after 2×DPD; a
-// KEEPALIVE after Keepalive seconds without sending.
-func (c *CSTP) livenessLoop(ctx context.Context) error {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var lastProbe time.Time
-
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-tick.C:
-			if c.closing.Load() {
-				return nil
-			}
-			rx := time.Unix(0, c.lastRx.Load())
-			tx := time.Unix(0, c.lastTx.Load())
-
-			if c.dpd > 0 {
-				silent := now.Sub(rx)
-				if silent > 2*c.dpd {
-					return ErrDeadPeer
-				}
-				if silent > c.dpd && now.Sub(lastProbe) > c.dpd/2 {
-					lastProbe = now
-					if err := c.writeControl(TypeDPDReq, nil); err != nil {
-						return err
-					}
-					continue
-				}
-			}
-			if c.keep > 0 && now.Sub(tx) > c.keep {
-				if err := c.writeControl(TypeKeepalive, nil); err != nil {
-					return err
-				}
-			}
-		}
-	}
 }
 
 // Disconnect tells the headend the user is leaving (DISCONNECT with the

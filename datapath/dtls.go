@@ -49,8 +49,6 @@ type DTLS struct {
 	pending [][]byte
 	deliver func([]byte)
 	flush   func()
-	dpd     time.Duration
-	keep    time.Duration
 	log     *slog.Logger
 	suite   string
 
@@ -58,9 +56,9 @@ type DTLS struct {
 	rl  *recordLayer // write side guarded by wmu; read side owned by readLoop
 	ctl []byte       // control frame buffer, guarded by wmu
 
-	lastRx, lastTx atomic.Int64
-	closing        atomic.Bool
-	closeOnce      sync.Once
+	live      Liveness
+	closing   atomic.Bool
+	closeOnce sync.Once
 
 	Counters Counters
 }
@@ -84,8 +82,6 @@ func NewDTLS(o DTLSOptions) (*DTLS, error) {
 		pending: o.Pending,
 		deliver: o.Deliver,
 		flush:   orNop(o.Flush),
-		dpd:     o.DPD,
-		keep:    keep,
 		log:     log.With("sub", "dtls"),
 		suite:   o.Keys.CipherSuiteName,
 		rl:      rl,
@@ -94,12 +90,13 @@ func NewDTLS(o DTLSOptions) (*DTLS, error) {
 	// A burst from the headend must fit in the socket while the read
 	// loop catches up; the default (about 200 KiB) drops packets under
 	// a single fast download. The kernel caps this at net.core.rmem_max.
-	o.Conn.SetReadBuffer(socketBuffer)
-	o.Conn.SetWriteBuffer(socketBuffer)
+	if o.Conn != nil {
+		o.Conn.SetReadBuffer(socketBuffer)
+		o.Conn.SetWriteBuffer(socketBuffer)
+	}
 
-	now := time.Now().UnixNano()
-	d.lastRx.Store(now)
-	d.lastTx.Store(now)
+	d.live.DPD, d.live.Keepalive = o.DPD, keep
+	d.live.Start(time.Now())
 	return d, nil
 }
 
@@ -123,38 +120,36 @@ func (d *DTLS) WritePacket(frame []byte) error {
 	return nil
 }
 
+// send seals frame in place and writes the record.
 func (d *DTLS) send(frame []byte) error {
 	d.wmu.Lock()
-	rec, err := d.rl.sealInPlace(frame)
-	if err == nil {
-		_, err = d.conn.Write(rec)
-	}
+	err := d.sealAndWriteLocked(frame)
 	d.wmu.Unlock()
-	if err != nil {
-		return fmt.Errorf("datapath: dtls write: %w", err)
-	}
-	d.lastTx.Store(time.Now().UnixNano())
-	return nil
+	return err
 }
 
 // sendControl sends a DPD, keepalive or disconnect frame.
 func (d *DTLS) sendControl(t Type, payload []byte) error {
 	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	if len(payload) > maxFrame {
 		payload = payload[:maxFrame]
 	}
 	f := d.ctl[:DTLSHeadroom+len(payload)]
 	f[DTLSHeadroom-1] = byte(t)
 	copy(f[DTLSHeadroom:], payload)
-	rec, err := d.rl.sealInPlace(f)
+	return d.sealAndWriteLocked(f)
+}
+
+func (d *DTLS) sealAndWriteLocked(frame []byte) error {
+	rec, err := d.rl.sealInPlace(frame)
 	if err == nil {
 		_, err = d.conn.Write(rec)
 	}
-	d.wmu.Unlock()
 	if err != nil {
 		return fmt.Errorf("datapath: dtls write: %w", err)
 	}
-	d.lastTx.Store(time.Now().UnixNano())
+	d.live.Sent(time.Now())
 	return nil
 }
 
@@ -163,7 +158,11 @@ func (d *DTLS) sendControl(t Type, payload []byte) error {
 func (d *DTLS) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- d.readLoop() }()
-	go func() { errc <- d.livenessLoop(ctx) }()
+	go func() {
+		errc <- runLiveness(ctx, &d.live, &d.closing, func(t Type) error {
+			return d.sendControl(t, nil)
+		})
+	}()
 
 	var err error
 	select {
@@ -228,7 +227,7 @@ func (d *DTLS) handle(rec []byte) error {
 		d.Counters.RxDropped.Add(1)
 		return nil
 	}
-	d.lastRx.Store(time.Now().UnixNano())
+	d.live.Received(time.Now())
 
 	switch Type(pt[0]) {
 	case TypeData:
@@ -248,45 +247,6 @@ func (d *DTLS) handle(rec []byte) error {
 		d.Counters.RxDropped.Add(1)
 	}
 	return nil
-}
-
-// livenessLoop: a DPD-REQ after DPD of silence, at most every DPD/2, dead
-// after 2×DPD; a KEEPALIVE whenever nothing was sent for the keepalive
-// interval, so the headend keeps its downstream on DTLS.
-func (d *DTLS) livenessLoop(ctx context.Context) error {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var lastProbe time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-tick.C:
-			if d.closing.Load() {
-				return nil
-			}
-			rx := time.Unix(0, d.lastRx.Load())
-			tx := time.Unix(0, d.lastTx.Load())
-			if d.dpd > 0 {
-				silent := now.Sub(rx)
-				if silent > 2*d.dpd {
-					return ErrDeadPeer
-				}
-				if silent > d.dpd && now.Sub(lastProbe) > d.dpd/2 {
-					lastProbe = now
-					if err := d.sendControl(TypeDPDReq, nil); err != nil {
-						return err
-					}
-					continue
-				}
-			}
-			if now.Sub(tx) > d.keep {
-				if err := d.sendControl(TypeKeepalive, nil); err != nil {
-					return err
-				}
-			}
-		}
-	}
 }
 
 // Close stops the channel and closes its socket. The headend is not told:
