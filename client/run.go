@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ocnet/ocnet/datapath"
@@ -22,7 +23,7 @@ import (
 
 func (c *Client) run(ctx context.Context) error {
 	for {
-		err := c.runTunnel(ctx)
+		rekey, err := c.runTunnel(ctx)
 		if ctx.Err() != nil || c.closing.Load() {
 			return nil
 		}
@@ -34,6 +35,8 @@ func (c *Client) run(ctx context.Context) error {
 				return fmt.Errorf("%w: %w", ErrSessionGone, err)
 			}
 			c.setCookie("")
+		} else if rekey {
+			c.log.Info("rekey: opening a new tunnel, as the headend asked")
 		} else {
 			c.log.Warn("tunnel lost, reconnecting", "err", err)
 		}
@@ -47,8 +50,9 @@ func (c *Client) run(ctx context.Context) error {
 	}
 }
 
-// runTunnel runs the current tunnel's channels until CSTP ends.
-func (c *Client) runTunnel(ctx context.Context) error {
+// runTunnel runs the current tunnel's channels until CSTP ends; rekey says
+// it ended because the rekey time came.
+func (c *Client) runTunnel(ctx context.Context) (rekey bool, err error) {
 	c.mu.Lock()
 	t := c.tunnel
 	cstp := datapath.NewCSTP(datapath.CSTPOptions{
@@ -74,12 +78,24 @@ func (c *Client) runTunnel(ctx context.Context) error {
 		}()
 	}
 
-	err := cstp.Run(ctx)
+	// Go's TLS cannot renegotiate, so every rekey method is done the way
+	// "new-tunnel" says (protocol.md §5): at rekey time the stream is
+	// dropped and the tunnel reopened with the cookie; the stack stays.
+	var rekeyed atomic.Bool
+	if rt := t.Config.RekeyTime; rt > 0 && t.Config.RekeyMethod != "none" {
+		timer := time.AfterFunc(rt, func() {
+			rekeyed.Store(true)
+			cstp.Abort()
+		})
+		defer timer.Stop()
+	}
+
+	err = cstp.Run(ctx)
 	c.sw.SetCSTP(nil)
 	stopDTLS()
 	wg.Wait()
 	c.ended.addCSTP(cstp)
-	return err
+	return rekeyed.Load(), err
 }
 
 // dtlsRetry is the pause before a new DTLS attempt. ocserv drops a second

@@ -240,6 +240,10 @@ func (c *CSTP) Disconnect() error {
 	return err
 }
 
+// Abort closes the stream without telling the headend, which keeps the
+// session for a reconnect (a rekey by new tunnel does this).
+func (c *CSTP) Abort() { c.close() }
+
 func (c *CSTP) close() {
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
