@@ -1,6 +1,7 @@
 package split
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 )
@@ -54,7 +55,9 @@ func TestRoute(t *testing.T) {
 		{"v4 route does not catch v6", Policy{Include: pfx("10.0.0.0/8")},
 			"2001:db8::1", Direct},
 		{"v6 include", Policy{Include: pfx("2001:db8::/32")}, "2001:db8:1::5", Tunnel},
-		{"zone ignored", Policy{Include: pfx("fe80::/10")}, "fe80::1%eth0", Tunnel},
+		{"zone ignored", Policy{Include: pfx("fd00::/8")}, "fd00::1%eth0", Tunnel},
+		{"link-local direct", Policy{}, "fe80::1%eth0", Direct},
+		{"loopback direct", Policy{}, "127.0.0.1", Direct},
 		{"unmasked prefix", Policy{Include: pfx("10.1.2.3/8")}, "10.200.0.1", Tunnel},
 	}
 	for _, tt := range tests {
@@ -184,5 +187,41 @@ func BenchmarkTunnelName(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p.TunnelName("gitlab.dev.test.")
+	}
+}
+
+// TestLongestMatchAgreesWithContains checks the hand-rolled bit compare
+// against netip.Prefix.Contains on pseudo-random prefixes and addresses.
+func TestLongestMatchAgreesWithContains(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	addr := func(v6 bool) netip.Addr {
+		if v6 {
+			var b [16]byte
+			for i := range b {
+				b[i] = byte(rng.IntN(4)) // few values, so prefixes overlap
+			}
+			return netip.AddrFrom16(b)
+		}
+		return netip.AddrFrom4([4]byte{10, byte(rng.IntN(4)), byte(rng.IntN(4)), byte(rng.IntN(4))})
+	}
+	for range 2000 {
+		v6 := rng.IntN(2) == 0
+		var list []netip.Prefix
+		for range rng.IntN(6) {
+			a := addr(rng.IntN(4) == 0 != v6)
+			list = append(list, netip.PrefixFrom(a, rng.IntN(a.BitLen()+1)))
+		}
+		dst := addr(v6)
+
+		want := -1
+		for _, p := range list {
+			if !isLocalLANMarker(p) && p.Contains(dst) && p.Bits() > want {
+				want = p.Bits()
+			}
+		}
+		got := longestMatch(list, dst)
+		if got.Bits() != want || want >= 0 && !got.Contains(dst) {
+			t.Fatalf("longestMatch(%v, %v) = %v, want a /%d", list, dst, got, want)
+		}
 	}
 }
