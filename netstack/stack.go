@@ -207,6 +207,22 @@ func (s *Stack) DialContext(ctx context.Context, network, addr string) (net.Conn
 	return nil, fmt.Errorf("netstack: dial %s: unsupported network %q", addr, network)
 }
 
+// ListenTCP accepts TCP flows to one of the stack's addresses. ocnet's
+// own stack only dials; in-process test headends use this to play the
+// corporate server.
+func (s *Stack) ListenTCP(ap netip.AddrPort) (net.Listener, error) {
+	fa := tcpip.FullAddress{
+		NIC:  nicID,
+		Addr: tcpip.AddrFromSlice(ap.Addr().AsSlice()),
+		Port: ap.Port(),
+	}
+	ln, err := gonet.ListenTCP(s.s, fa, protoOf(ap.Addr()))
+	if err != nil {
+		return nil, fmt.Errorf("netstack: listen %v: %w", ap, err)
+	}
+	return ln, nil
+}
+
 // Stats are the stack's packet counters.
 type Stats struct {
 	Injected       uint64 // inbound packets handed to the stack

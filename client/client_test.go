@@ -1,0 +1,225 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/ocnet/ocnet/auth"
+	"github.com/ocnet/ocnet/internal/fakehead"
+)
+
+// start runs a fake headend, logs in and starts a client without proxies.
+func start(t *testing.T, mod func(*Options)) (*fakehead.Headend, *Client) {
+	t.Helper()
+	h, err := fakehead.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+
+	echo, err := h.Corp.ListenTCP(netip.AddrPortFrom(fakehead.CorpHost, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Close() })
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+
+	u, _ := url.Parse("https://" + h.Addr + "/")
+	tc := &tls.Config{RootCAs: h.Pool, ServerName: "127.0.0.1"}
+	login := func(ctx context.Context) (string, error) {
+		res, err := auth.Login(ctx, auth.Options{URL: u, TLS: tc}, func(_ context.Context, f *auth.Form) error {
+			for _, fd := range f.Fields {
+				switch fd.Name {
+				case "username":
+					fd.Value = "alice"
+				case "password":
+					fd.Value = fakehead.Password
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+		return res.Cookie, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cookie, err := login(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	o := Options{URL: u, TLS: tc, Cookie: cookie, NoDTLS: true, Reauth: login}
+	if mod != nil {
+		mod(&o)
+	}
+	c, err := Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return h, c
+}
+
+// echoFlow opens a flow through the tunnel to the corporate echo server.
+func echoFlow(t *testing.T, c *Client) net.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := c.Router().DialContext(ctx, "tcp", "198.18.120.10:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// roundTrip sends msg and waits for the echo.
+func roundTrip(conn net.Conn, msg string, wait time.Duration) error {
+	conn.SetDeadline(time.Now().Add(wait))
+	if _, err := conn.Write([]byte(msg)); err != nil {
+		return err
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(conn, buf); err != nil {
+		return err
+	}
+	if string(buf) != msg {
+		return errors.New("echo differs")
+	}
+	return nil
+}
+
+func TestFlowSurvivesReconnect(t *testing.T) {
+	t.Parallel()
+	h, c := start(t, nil)
+	conn := echoFlow(t, c)
+	if err := roundTrip(conn, "before", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	h.DropTunnel()
+	if err := roundTrip(conn, "after", 15*time.Second); err != nil {
+		t.Fatalf("flow did not survive the reconnect: %v", err)
+	}
+	if n := c.Status().Reconnects; n != 1 {
+		t.Fatalf("reconnects = %d, want 1", n)
+	}
+}
+
+func TestNewAddressResetsOldFlows(t *testing.T) {
+	t.Parallel()
+	h, c := start(t, nil)
+	conn := echoFlow(t, c)
+	if err := roundTrip(conn, "before", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	p := netip.MustParsePrefix("198.19.20.77/24")
+	h.Address.Store(&p)
+	h.DropTunnel()
+	if err := roundTrip(conn, "after", 5*time.Second); err == nil {
+		t.Fatal("a flow from the old address kept working")
+	}
+	if err := roundTrip(echoFlow(t, c), "new", 5*time.Second); err != nil {
+		t.Fatalf("new flow: %v", err)
+	}
+	if got := c.Config().Address; got != p {
+		t.Fatalf("address %v, want %v", got, p)
+	}
+}
+
+func TestForgottenCookieLogsInAgain(t *testing.T) {
+	t.Parallel()
+	h, c := start(t, nil)
+	conn := echoFlow(t, c)
+	h.ForgetCookie()
+	h.DropTunnel()
+	if err := roundTrip(conn, "after", 15*time.Second); err != nil {
+		t.Fatalf("flow after re-login: %v", err)
+	}
+	if n := h.Logins.Load(); n != 2 {
+		t.Fatalf("logins = %d, want 2", n)
+	}
+}
+
+func TestTerminateWithoutReauthEnds(t *testing.T) {
+	t.Parallel()
+	h, c := start(t, func(o *Options) { o.Reauth = nil })
+	echoFlow(t, c)
+	h.Terminate()
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("client still running after TERMINATE")
+	}
+	if !errors.Is(c.Err(), ErrSessionGone) {
+		t.Fatalf("err = %v, want ErrSessionGone", c.Err())
+	}
+}
+
+func TestReconnectTimeout(t *testing.T) {
+	t.Parallel()
+	h, c := start(t, func(o *Options) { o.ReconnectTimeout = 2 * time.Second })
+	h.Refuse.Store(true)
+	h.DropTunnel()
+	start := time.Now()
+	select {
+	case <-c.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("client still retrying past its bound")
+	}
+	if !errors.Is(c.Err(), ErrReconnectTimeout) {
+		t.Fatalf("err = %v, want ErrReconnectTimeout", c.Err())
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("gave up after %v, bound was 2s", d)
+	}
+}
+
+func TestRekeyKeepsFlows(t *testing.T) {
+	t.Parallel()
+	h, _ := fakeheadWithRekey(t)
+	_ = h
+}
+
+func fakeheadWithRekey(t *testing.T) (*fakehead.Headend, *Client) {
+	t.Helper()
+	var hh *fakehead.Headend
+	h, c := start(t, nil)
+	hh = h
+	// The knob applies from the next CONNECT: force one.
+	h.RekeyTime.Store(1)
+	conn := echoFlow(t, c)
+	h.DropTunnel()
+	if err := roundTrip(conn, "x", 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Status().Reconnects < 2 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := c.Status().Reconnects; n < 2 {
+		t.Fatalf("no rekey reconnect after the rekey time (reconnects %d)", n)
+	}
+	if err := roundTrip(conn, "after rekey", 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return hh, c
+}
