@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,10 +144,17 @@ func (c *Client) useDTLS(ctx context.Context, t *session.Tunnel, link *session.D
 		link.Conn.Close()
 		return err
 	}
+	// The stack's MTU must fit the channel data uses: DTLS carries less
+	// per packet than the headend's tunnel MTU when its link is small.
+	stk := c.stack.Load()
+	tunMTU := c.MTU()
+	dtlsMTU := min(tunMTU, dtlsPayloadMTU(t.Config.BaseMTU, c.o.URL.Hostname()))
+	stk.SetMTU(dtlsMTU)
 	c.sw.SetDTLS(d)
-	c.log.Info("data channel", "channel", "DTLS", "suite", d.CipherSuite())
+	c.log.Info("data channel", "channel", "DTLS", "suite", d.CipherSuite(), "mtu", dtlsMTU)
 	err = d.Run(ctx)
 	c.sw.SetDTLS(nil)
+	stk.SetMTU(tunMTU)
 	c.ended.addDTLS(d)
 	if ctx.Err() == nil {
 		c.log.Info("data channel", "channel", "TLS")
@@ -277,4 +285,18 @@ func (c *Client) setCookie(s string) {
 	c.mu.Lock()
 	c.cookie = s
 	c.mu.Unlock()
+}
+
+// dtlsPayloadMTU is the largest packet a DTLS record carries over a link
+// of baseMTU bytes: less the outer IP and UDP headers and the record's
+// own overhead. Without a base MTU the headend's tunnel MTU governs.
+func dtlsPayloadMTU(baseMTU int, host string) int {
+	if baseMTU <= 0 {
+		return 1 << 16
+	}
+	ipHdr := 20
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		ipHdr = 40
+	}
+	return baseMTU - ipHdr - 8 - datapath.DTLSOverhead
 }
