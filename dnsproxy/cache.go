@@ -27,20 +27,21 @@ type cache struct {
 	entries map[cacheKey]cacheEntry // guarded by mu
 }
 
-// get returns a copy of the cached addresses for key if still fresh.
-func (c *cache) get(key cacheKey, now time.Time) ([]netip.Addr, bool) {
+// get returns a copy of the cached addresses for key, and the time they
+// stay valid, if still fresh.
+func (c *cache) get(key cacheKey, now time.Time) ([]netip.Addr, time.Duration, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
 	e, ok := c.entries[key]
 	if !ok {
-		return nil, false
+		return nil, 0, false
 	}
 	if !now.Before(e.expires) {
 		delete(c.entries, key)
-		return nil, false
+		return nil, 0, false
 	}
-	return append([]netip.Addr(nil), e.addrs...), true
+	return append([]netip.Addr(nil), e.addrs...), e.expires.Sub(now), true
 }
 
 // put stores addrs for ttl. Empty answers and zero TTLs are not stored.

@@ -3,7 +3,8 @@
 // when the headend tunnels all DNS) go to the tunnel's DNS servers through
 // the tunnel; all other names go to the host's resolver. A tunnel name is
 // never handed to the local resolver, not even when the tunnel's servers
-// fail, so internal names do not leak onto the local network.
+// fail, so internal names do not leak onto the local network. Server offers
+// the same answers to other programs over UDP and TCP (--dns-listen).
 package dnsproxy
 
 import (
@@ -52,8 +53,14 @@ type Options struct {
 	// Port is the DNS port on Servers; 0 means 53. Tests set it.
 	Port uint16
 
-	// SearchDomain (X-CSTP-Default-Domain) completes short names: a name
-	// without a dot becomes name.SearchDomain.
+	// SearchDomains (X-CSTP-Default-Domain, which may carry several)
+	// complete short names: a name without a dot is tried as
+	// name.domain for each, in order. Empty means SearchDomain, then
+	// Policy.SearchDomains.
+	SearchDomains []string
+
+	// SearchDomain is a single search domain, kept for callers that have
+	// only one.
 	SearchDomain string
 
 	// Tunnel carries queries to Servers; the netstack in production.
@@ -71,7 +78,7 @@ type Options struct {
 type Resolver struct {
 	policy  *split.Policy
 	servers []netip.AddrPort
-	search  string
+	search  []string // lower case, no dots at either end
 	tunnel  Dialer
 	local   *net.Resolver
 	log     *slog.Logger
@@ -82,7 +89,6 @@ type Resolver struct {
 func New(o Options) *Resolver {
 	r := &Resolver{
 		policy: o.Policy,
-		search: strings.Trim(o.SearchDomain, "."),
 		tunnel: o.Tunnel,
 		local:  o.Local,
 		log:    o.Logger,
@@ -94,6 +100,19 @@ func New(o Options) *Resolver {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	r.log = r.log.With("sub", "dns")
+
+	search := o.SearchDomains
+	if len(search) == 0 && o.SearchDomain != "" {
+		search = []string{o.SearchDomain}
+	}
+	if len(search) == 0 && o.Policy != nil {
+		search = o.Policy.SearchDomains
+	}
+	for _, d := range search {
+		if d = strings.ToLower(strings.Trim(d, ".")); d != "" {
+			r.search = append(r.search, d)
+		}
+	}
 
 	port := o.Port
 	if port == 0 {
@@ -112,36 +131,55 @@ func New(o Options) *Resolver {
 // LookupNetIP returns the addresses of name: A records first, then AAAA.
 // An IP literal is returned as is, and localhost names are answered with
 // the loopback addresses without asking anyone. A short name (no dot) is
-// completed with the search domain first. Tunnel names are asked of the tunnel's servers
-// only; any failure there is returned as an error rather than retried on
-// the local resolver.
+// tried with each search domain in turn, and never bare when there are
+// search domains, so that "intranet" cannot leak to the local resolver.
+// Tunnel names are asked of the tunnel's servers only; any failure there
+// is returned as an error rather than retried on the local resolver.
 func (r *Resolver) LookupNetIP(ctx context.Context, name string) ([]netip.Addr, error) {
 	if ip, err := netip.ParseAddr(name); err == nil {
 		return []netip.Addr{ip.Unmap()}, nil
 	}
 
-	fqdn := r.complete(name)
-	if fqdn == "" {
+	n := normalize(name)
+	if n == "" {
 		return nil, fmt.Errorf("dnsproxy: lookup %q: invalid name", name)
 	}
-
-	// RFC 6761 section 6.3: localhost names are this host, whatever any
-	// DNS server says, and are never sent to one.
-	if fqdn == "localhost" || strings.HasSuffix(fqdn, ".localhost") {
-		return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}, nil
+	if isLocalhost(n) {
+		return loopback(), nil
+	}
+	if strings.Contains(n, ".") || len(r.search) == 0 {
+		return r.lookupName(ctx, n)
 	}
 
-	if r.policy != nil && r.policy.TunnelName(fqdn) {
-		return r.lookupTunnel(ctx, fqdn)
+	var err error
+	for _, d := range r.search {
+		addrs, e := r.lookupName(ctx, n+"."+d)
+		if e == nil {
+			return addrs, nil
+		}
+		// A real failure says more than "not found" under another domain.
+		if err == nil || errors.Is(err, ErrNotFound) {
+			err = e
+		}
 	}
-	return r.lookupLocal(ctx, fqdn)
+	return nil, err
 }
 
-// complete normalises name (no trailing dot, lower case) and appends the
-// search domain to a single-label name. "localhost" stays short so that
-// it keeps meaning this host. It returns "" for names that cannot be
-// valid.
-func (r *Resolver) complete(name string) string {
+// lookupName resolves a normalised, complete name where the policy says.
+func (r *Resolver) lookupName(ctx context.Context, name string) ([]netip.Addr, error) {
+	if r.isTunnelName(name) {
+		return r.lookupTunnel(ctx, name)
+	}
+	return r.lookupLocal(ctx, name)
+}
+
+func (r *Resolver) isTunnelName(name string) bool {
+	return r.policy != nil && r.policy.TunnelName(name)
+}
+
+// normalize lowers name and drops its trailing dot. It returns "" for
+// names that cannot be valid.
+func normalize(name string) string {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	if name == "" || len(name) > 253 || strings.ContainsAny(name, " /\\\x00") {
 		return ""
@@ -149,10 +187,17 @@ func (r *Resolver) complete(name string) string {
 	if _, ok := dns.IsDomainName(name); !ok {
 		return ""
 	}
-	if !strings.Contains(name, ".") && name != "localhost" && r.search != "" {
-		name += "." + strings.ToLower(r.search)
-	}
 	return name
+}
+
+// isLocalhost reports whether a normalised name is this host: RFC 6761
+// section 6.3 says such names are never sent to a DNS server.
+func isLocalhost(name string) bool {
+	return name == "localhost" || strings.HasSuffix(name, ".localhost")
+}
+
+func loopback() []netip.Addr {
+	return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
 }
 
 // lookupLocal asks the host's resolver.
@@ -184,10 +229,10 @@ func (r *Resolver) lookupTunnel(ctx context.Context, name string) ([]netip.Addr,
 	}
 	aaaa := make(chan result, 1)
 	go func() {
-		addrs, err := r.query(ctx, name, dns.TypeAAAA)
+		addrs, _, err := r.query(ctx, name, dns.TypeAAAA)
 		aaaa <- result{addrs, err}
 	}()
-	addrs, errA := r.query(ctx, name, dns.TypeA)
+	addrs, _, errA := r.query(ctx, name, dns.TypeA)
 	res6 := <-aaaa
 
 	addrs = append(addrs, res6.addrs...)
@@ -207,25 +252,32 @@ func (r *Resolver) lookupTunnel(ctx context.Context, name string) ([]netip.Addr,
 }
 
 // query answers one question for name from the cache or the servers.
-func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]netip.Addr, error) {
+// It returns the addresses and how long they stay valid; an NXDOMAIN
+// answer is errNXDomain, an empty one ErrNotFound.
+func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (
+	[]netip.Addr, time.Duration, error) {
 	key := cacheKey{name, qtype}
-	if addrs, ok := r.cache.get(key, time.Now()); ok {
-		return addrs, nil
+	if addrs, ttl, ok := r.cache.get(key, time.Now()); ok {
+		return addrs, ttl, nil
 	}
 
 	msg, err := r.exchange(ctx, name, qtype)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if msg.Rcode == dns.RcodeNameError {
 		// TODO: cache negative answers for the SOA minimum (RFC 2308).
-		return nil, ErrNotFound
+		return nil, 0, errNXDomain
 	}
 
 	addrs, ttl := answerAddrs(msg, name, qtype)
 	r.cache.put(key, addrs, ttl, time.Now())
 	if len(addrs) == 0 {
-		return nil, ErrNotFound
+		return nil, 0, ErrNotFound
 	}
-	return addrs, nil
+	return addrs, ttl, nil
 }
+
+// errNXDomain is ErrNotFound for a name that does not exist at all, as
+// opposed to one without records of the asked type.
+var errNXDomain = fmt.Errorf("%w (NXDOMAIN)", ErrNotFound)

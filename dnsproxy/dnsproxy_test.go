@@ -243,10 +243,10 @@ func TestCacheExpiry(t *testing.T) {
 	key := cacheKey{"a.example", 1}
 
 	c.put(key, addrs("10.0.0.1"), time.Minute, now)
-	if _, ok := c.get(key, now.Add(59*time.Second)); !ok {
+	if _, ttl, ok := c.get(key, now.Add(59*time.Second)); !ok || ttl != time.Second {
 		t.Error("entry missing before its TTL ran out")
 	}
-	if _, ok := c.get(key, now.Add(time.Minute)); ok {
+	if _, _, ok := c.get(key, now.Add(time.Minute)); ok {
 		t.Error("entry still served after its TTL ran out")
 	}
 }

@@ -43,34 +43,53 @@ const (
 // errTruncated marks a UDP reply with the TC bit, to be retried over TCP.
 var errTruncated = errors.New("truncated")
 
-// exchange asks the servers in order and returns the first usable reply.
+// dialFunc opens a connection to a DNS server: through the tunnel for the
+// tunnel's servers, from the host for the local ones.
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// exchange asks the tunnel's servers in order and returns the first
+// usable reply.
 func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(name), qtype)
 	q.SetEdns0(udpPayload, false)
+	return r.exchangeWith(ctx, q, r.serverAddrs(), r.tunnel.DialContext)
+}
 
+func (r *Resolver) serverAddrs() []string {
+	out := make([]string, len(r.servers))
+	for i, s := range r.servers {
+		out[i] = s.String()
+	}
+	return out
+}
+
+// exchangeWith asks servers in order, dialing with dial, and returns the
+// first usable reply.
+func (r *Resolver) exchangeWith(ctx context.Context, q *dns.Msg, servers []string,
+	dial dialFunc) (*dns.Msg, error) {
 	var errs []error
-	for _, srv := range r.servers {
-		msg, err := r.exchangeServer(ctx, q, srv)
+	for _, srv := range servers {
+		msg, err := r.exchangeServer(ctx, q, srv, dial)
 		if err == nil {
 			return msg, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		r.log.Debug("tunnel dns server failed", "server", srv, "name", name,
-			"type", dns.TypeToString[qtype], "err", err)
+		r.log.Debug("dns server failed", "server", srv, "name", q.Question[0].Name,
+			"type", dns.TypeToString[q.Question[0].Qtype], "err", err)
 		errs = append(errs, fmt.Errorf("%s: %w", srv, err))
 	}
 	return nil, fmt.Errorf("%w: %w", ErrServerFailed, errors.Join(errs...))
 }
 
 // exchangeServer asks one server over UDP, then over TCP if truncated.
-func (r *Resolver) exchangeServer(ctx context.Context, q *dns.Msg,
-	srv netip.AddrPort) (*dns.Msg, error) {
-	msg, err := r.roundTrip(ctx, "udp", q, srv)
+func (r *Resolver) exchangeServer(ctx context.Context, q *dns.Msg, srv string,
+	dial dialFunc) (*dns.Msg, error) {
+	msg, err := roundTrip(ctx, "udp", q, srv, dial)
 	if errors.Is(err, errTruncated) {
-		msg, err = r.roundTrip(ctx, "tcp", q, srv)
+		msg, err = roundTrip(ctx, "tcp", q, srv, dial)
 	}
 	if err != nil {
 		return nil, err
@@ -83,10 +102,10 @@ func (r *Resolver) exchangeServer(ctx context.Context, q *dns.Msg,
 	return nil, fmt.Errorf("server answered %s", dns.RcodeToString[msg.Rcode])
 }
 
-// roundTrip sends q to srv over network ("udp" or "tcp") through the
-// tunnel and reads the matching reply.
-func (r *Resolver) roundTrip(ctx context.Context, network string, q *dns.Msg,
-	srv netip.AddrPort) (*dns.Msg, error) {
+// roundTrip sends q to srv over network ("udp" or "tcp") and reads the
+// matching reply.
+func roundTrip(ctx context.Context, network string, q *dns.Msg, srv string,
+	dial dialFunc) (*dns.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 	defer cancel()
 
@@ -95,7 +114,7 @@ func (r *Resolver) roundTrip(ctx context.Context, network string, q *dns.Msg,
 		return nil, fmt.Errorf("pack query: %w", err)
 	}
 
-	conn, err := r.tunnel.DialContext(ctx, network, srv.String())
+	conn, err := dial(ctx, network, srv)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", network, err)
 	}

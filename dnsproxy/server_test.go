@@ -116,12 +116,23 @@ func (s *testServer) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 	w.WriteMsg(reply)
 }
 
+// addRecords serves more records from now on.
+func (s *testServer) addRecords(rrs ...dns.RR) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.records = append(s.records, rrs...)
+}
+
 func (s *testServer) lookup(name string, qtype uint16) ([]dns.RR, int) {
+	s.mu.Lock()
+	records := s.records
+	s.mu.Unlock()
+
 	var out []dns.RR
 	known := false
 	for hops := 0; hops < 8; hops++ {
 		next := ""
-		for _, rr := range s.records {
+		for _, rr := range records {
 			if !strings.EqualFold(rr.Header().Name, name) {
 				continue
 			}
