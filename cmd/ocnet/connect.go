@@ -38,6 +38,8 @@ type connectFlags struct {
 	reconnectTimeout time.Duration
 	verbose          bool
 	logFormat        string
+
+	tun tunFlags // tun.go
 }
 
 func newConnectCmd() *cobra.Command {
@@ -73,6 +75,7 @@ func newConnectCmd() *cobra.Command {
 		`status socket, readable only by this user ("" = none)`)
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logging (secrets are redacted)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	f.tun.register(fl)
 	return cmd
 }
 
@@ -137,6 +140,8 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 
 		ReconnectTimeout: f.reconnectTimeout,
 		Reauth:           reauth,
+		Divert:           f.tun.divert(),
+		PortRange:        f.tun.portRange(),
 	})
 	if err != nil {
 		return err
@@ -147,6 +152,12 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 		return err
 	}
 	defer stopControl()
+	stopTun, err := f.tun.start(ctx, c, u, log)
+	if err != nil {
+		c.Close()
+		return err
+	}
+	defer stopTun()
 
 	if b := firstNonEmpty(c.Config().Banner, banner); b != "" {
 		if err := showBanner(b, f.nonInter); err != nil {

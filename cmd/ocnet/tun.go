@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"sync"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/ocnet/ocnet/client"
+	"github.com/ocnet/ocnet/tunmode"
+)
+
+// tunAuto is --tun without a name: the kernel picks one (tun0, tun1 ...).
+const tunAuto = "tun%d"
+
+// tunFlags are TUN mode's flags: --tun[=NAME], --tun-fd N, --script PATH.
+type tunFlags struct {
+	name   string
+	fd     int
+	script string
+
+	engine *tunmode.Engine
+}
+
+func (t *tunFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&t.name, "tun", "",
+		"TUN mode: open a TUN device (--tun=NAME names it) and configure the host with --script")
+	fl.Lookup("tun").NoOptDefVal = tunAuto
+	fl.IntVar(&t.fd, "tun-fd", -1, "TUN mode on a TUN device already open as file descriptor N")
+	fl.StringVar(&t.script, "script", tunmode.DefaultScript,
+		`vpnc-script that configures addresses, routes and resolver in TUN mode ("" = none)`)
+}
+
+func (t *tunFlags) enabled() bool { return t.name != "" || t.fd >= 0 }
+
+// divert is the client's Divert hook in TUN mode, nil otherwise.
+func (t *tunFlags) divert() func([]byte) bool {
+	if !t.enabled() {
+		return nil
+	}
+	if t.engine == nil {
+		t.engine = tunmode.New(nil)
+	}
+	return t.engine.Divert
+}
+
+// portRange keeps the VPN stack's ports apart from the host's in TUN mode.
+func (t *tunFlags) portRange() [2]uint16 {
+	if !t.enabled() {
+		return [2]uint16{}
+	}
+	return tunmode.PortRange
+}
+
+// start opens the device, configures the host and runs the engine. stop
+// undoes the host configuration and closes the device.
+func (t *tunFlags) start(ctx context.Context, c *client.Client, u *url.URL,
+	log *slog.Logger) (stop func(), err error) {
+	if !t.enabled() {
+		return func() {}, nil
+	}
+	if t.name != "" && t.fd >= 0 {
+		return nil, usageError{errors.New("--tun and --tun-fd exclude each other")}
+	}
+	t.divert() // makes the engine if the client was started without it
+
+	var script *tunmode.Script
+	if t.script != "" {
+		script = &tunmode.Script{Path: t.script, Logger: log}
+		if n, err := script.Recover(ctx); err != nil {
+			log.Warn("restoring an earlier host configuration", "err", err, "restored", n)
+		}
+		if err := script.PreInit(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	cfg := c.Config()
+	hostDNS := tunmode.HostResolvers("/etc/resolv.conf", cfg.DNS)
+	gw, err := gatewayAddr(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+
+	dev, err := t.open(c.MTU())
+	if err != nil {
+		return nil, err
+	}
+	name, err := dev.Name()
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("tun: device name: %w", err)
+	}
+
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := t.engine.Run(rctx, dev, c, tunmode.Options{HostDNS: hostDNS})
+		if err != nil {
+			log.Error("tun stopped", "err", err)
+		}
+	}()
+
+	if script != nil {
+		env := tunmode.ScriptEnv(cfg, tunmode.EnvOptions{
+			TunDev: name, Gateway: gw, MTU: c.MTU(), PID: os.Getpid(),
+		})
+		if err := script.Connect(ctx, name, env); err != nil {
+			cancel()
+			wg.Wait()
+			return nil, err
+		}
+	}
+	log.Info("tun ready", "device", name, "script", t.script, "host_dns", hostDNS)
+
+	return func() {
+		if script != nil {
+			if err := script.Disconnect(context.Background()); err != nil {
+				log.Warn("host configuration not fully restored", "err", err)
+			}
+		}
+		cancel()
+		wg.Wait()
+		st := t.engine.Stats()
+		log.Info("tun closed", "fast_path", st.FastPath, "host_stack", st.HostStack,
+			"diverted", st.Diverted, "dropped", st.Dropped)
+	}, nil
+}
+
+// open creates the device or adopts the one at --tun-fd.
+func (t *tunFlags) open(mtu int) (tun.Device, error) {
+	if t.fd >= 0 {
+		// Non-blocking, so that the runtime poller owns it and closing
+		// the device ends a pending read.
+		if err := unix.SetNonblock(t.fd, true); err != nil {
+			return nil, usageError{fmt.Errorf("--tun-fd %d: %w", t.fd, err)}
+		}
+		f := os.NewFile(uintptr(t.fd), "tun-fd")
+		if f == nil {
+			return nil, usageError{fmt.Errorf("--tun-fd %d: not an open file", t.fd)}
+		}
+		dev, err := tun.CreateTUNFromFile(f, mtu)
+		if err != nil {
+			return nil, fmt.Errorf("tun: --tun-fd %d: %w", t.fd, err)
+		}
+		return dev, nil
+	}
+	dev, err := tun.CreateTUN(t.name, mtu)
+	if err != nil {
+		return nil, fmt.Errorf("tun: create %q (needs CAP_NET_ADMIN): %w", t.name, err)
+	}
+	return dev, nil
+}
+
+// gatewayAddr is the headend's address, for the script's host route.
+func gatewayAddr(ctx context.Context, u *url.URL) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+		return a, nil
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", u.Hostname())
+	if err != nil || len(addrs) == 0 {
+		return netip.Addr{}, fmt.Errorf("tun: headend address of %s: %w", u.Hostname(), err)
+	}
+	return addrs[0].Unmap(), nil
+}
