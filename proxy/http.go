@@ -9,23 +9,39 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
-// ServeHTTP serves an HTTP proxy on ln and sends every flow through r:
-// CONNECT host:port becomes a spliced TCP tunnel, and absolute-form
-// requests (GET http://host/path) are forwarded. Anything else gets 400,
-// and a destination that cannot be reached gets 502. ServeHTTP closes ln
-// and every connection, hijacked ones included, when ctx is cancelled,
-// waits for its goroutines and returns nil.
+// ServeHTTP serves an HTTP proxy on ln with no authentication and sends
+// every flow through r; see Server.ServeHTTP.
 func ServeHTTP(ctx context.Context, ln net.Listener, r *Router, log *slog.Logger) error {
-	if log == nil {
-		log = discard
+	return (&Server{Router: r, Logger: log}).ServeHTTP(ctx, ln)
+}
+
+// ServeHTTP serves an HTTP proxy on ln and sends every flow through
+// s.Router: CONNECT host:port becomes a spliced TCP tunnel, absolute-form
+// requests (GET http://host/path) are forwarded, and GET /proxy.pac (or
+// /wpad.dat) returns the PAC file for this proxy. Anything else gets 400,
+// and a destination that cannot be reached gets 502. With s.Auth set,
+// proxied requests need Proxy-Authorization Basic (407 otherwise);
+// without it the username, if any, names the app.
+//
+// ServeHTTP refuses a listener beyond loopback without s.Auth. It closes
+// ln and every connection, hijacked ones included, when ctx is cancelled,
+// waits for its goroutines and returns nil.
+func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
+	if err := CheckExposure(ln.Addr().String(), s.Auth); err != nil {
+		ln.Close()
+		return err
 	}
-	log = log.With("sub", "http")
+	log := s.logger("http")
+	r := s.Router
 
 	h := &httpProxy{
+		srv:    s,
 		router: r,
 		log:    log,
 		transport: &http.Transport{
@@ -42,6 +58,9 @@ func ServeHTTP(ctx context.Context, ln net.Listener, r *Router, log *slog.Logger
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, &connInfo{conn: c})
+		},
 	}
 
 	stop := context.AfterFunc(ctx, func() {
@@ -56,7 +75,7 @@ func ServeHTTP(ctx context.Context, ln net.Listener, r *Router, log *slog.Logger
 	srv.Close()
 	h.track.closeAll()
 	h.track.wait()
-	h.transport.CloseIdleConnections()
+	h.closeIdle()
 
 	if ctx.Err() != nil && errors.Is(err, http.ErrServerClosed) {
 		log.Info("stopped")
@@ -67,6 +86,7 @@ func ServeHTTP(ctx context.Context, ln net.Listener, r *Router, log *slog.Logger
 
 // httpProxy is the handler behind ServeHTTP.
 type httpProxy struct {
+	srv       *Server
 	router    *Router
 	log       *slog.Logger
 	transport *http.Transport
@@ -74,6 +94,20 @@ type httpProxy struct {
 	// track holds every running handler and every hijacked connection:
 	// http.Server.Close forgets connections once they are hijacked.
 	track tracker
+
+	mu   sync.Mutex
+	apps map[string]*http.Transport // guarded by mu; see transportFor
+}
+
+// connKey finds the *connInfo of a request's client connection.
+type connKey struct{}
+
+// connInfo looks up a connection's process at most once, on its first
+// request, and not in the accept loop.
+type connInfo struct {
+	conn net.Conn
+	once sync.Once
+	app  string
 }
 
 func (h *httpProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -83,27 +117,184 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	defer h.track.done()
 
+	kind, dst, err := ClassifyRequest(req)
+	if err != nil {
+		http.Error(w, "ocnet proxy: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if kind == RequestPAC {
+		h.servePAC(w, req)
+		return
+	}
+
+	user, ok := h.authorize(req)
+	if !ok {
+		w.Header().Set("Proxy-Authenticate", `Basic realm="ocnet"`)
+		http.Error(w, "ocnet proxy: proxy authentication required",
+			http.StatusProxyAuthRequired)
+		return
+	}
+	req = req.WithContext(WithApp(req.Context(), h.appID(req, user)))
+
+	if kind == RequestConnect {
+		h.connect(w, req, dst)
+	} else {
+		h.forward(w, req)
+	}
+}
+
+// authorize checks Proxy-Authorization against Auth, and returns the
+// username it carries (with no Auth, any or none passes).
+func (h *httpProxy) authorize(req *http.Request) (string, bool) {
+	user, pass, found := parseBasic(req.Header.Get("Proxy-Authorization"))
+	if a := h.srv.Auth; a != nil {
+		return user, found && a.ok(user, pass)
+	}
+	return user, true
+}
+
+// appID names the app of a request; a process lookup is done once per
+// connection.
+func (h *httpProxy) appID(req *http.Request, user string) string {
+	if h.srv.Auth == nil && user != "" {
+		return sanitizeApp(user)
+	}
+	ci, _ := req.Context().Value(connKey{}).(*connInfo)
+	if ci == nil || !h.srv.AppFromProcess {
+		return ""
+	}
+	ci.once.Do(func() { ci.app = h.srv.appID("", ci.conn, h.log) })
+	return ci.app
+}
+
+// maxAppTransports bounds the per-app connection pools; requests of
+// further apps get connections that are not kept.
+const maxAppTransports = 64
+
+// transportFor returns the connection pool for one app. Pools are kept
+// apart so that a kept-alive connection, routed for one app, never
+// carries another app's request.
+func (h *httpProxy) transportFor(app string) *http.Transport {
+	if app == "" {
+		return h.transport
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+
+	if t, ok := h.apps[app]; ok {
+		return t
+	}
+	t := h.transport.Clone()
+	if len(h.apps) >= maxAppTransports {
+		t.DisableKeepAlives = true
+		return t
+	}
+	if h.apps == nil {
+		h.apps = make(map[string]*http.Transport)
+	}
+	h.apps[app] = t
+	return t
+}
+
+// closeIdle closes the idle connections of every pool.
+func (h *httpProxy) closeIdle() {
+	h.transport.CloseIdleConnections()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, t := range h.apps {
+		t.CloseIdleConnections()
+	}
+}
+
+// servePAC answers the PAC file naming the address this client reached
+// the proxy on. A client beyond loopback must authenticate when Auth is
+// set (with Authorization or Proxy-Authorization): the file lists the
+// corporate networks and domains.
+func (h *httpProxy) servePAC(w http.ResponseWriter, req *http.Request) {
+	local, _ := req.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if local == nil {
+		http.Error(w, "ocnet proxy: no local address", http.StatusInternalServerError)
+		return
+	}
+	if a := h.srv.Auth; a != nil && !isLoopbackAddr(req.RemoteAddr) {
+		u, p, ok := parseBasic(req.Header.Get("Authorization"))
+		if !ok {
+			u, p, ok = parseBasic(req.Header.Get("Proxy-Authorization"))
+		}
+		if !ok || !a.ok(u, p) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="ocnet"`)
+			http.Error(w, "ocnet proxy: authentication required", http.StatusUnauthorized)
+			return
+		}
+	}
+
+	w.Header().Set("Content-Type", PACContentType)
+	w.Header().Set("Cache-Control", "no-cache")
+	body := PAC(h.router.Policy, local.String())
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	if req.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+// RequestKind is what an HTTP proxy request asks for.
+type RequestKind int
+
+const (
+	// RequestConnect is CONNECT host:port.
+	RequestConnect RequestKind = iota + 1
+	// RequestForward is an absolute-form http:// request to pass on.
+	RequestForward
+	// RequestPAC is a GET or HEAD of /proxy.pac or /wpad.dat.
+	RequestPAC
+)
+
+// ClassifyRequest says what req asks of the proxy and, for CONNECT and
+// forwarded requests, the destination as "host:port" (port 80 by default
+// for http://). Anything else is an error suitable for a 400 answer.
+func ClassifyRequest(req *http.Request) (RequestKind, string, error) {
 	switch {
 	case req.Method == http.MethodConnect:
-		h.connect(w, req)
-	case req.URL.IsAbs() && req.URL.Scheme == "http" && req.URL.Host != "":
-		h.forward(w, req)
-	default:
-		http.Error(w, "ocnet proxy: this is an HTTP proxy; send an absolute URL "+
-			"(GET http://host/path) or CONNECT host:port", http.StatusBadRequest)
+		host, port, err := net.SplitHostPort(req.Host)
+		if err != nil || host == "" {
+			return 0, "", errors.New("CONNECT needs host:port")
+		}
+		if _, err := parsePort(port, false); err != nil {
+			return 0, "", fmt.Errorf("CONNECT port: %v", err)
+		}
+		return RequestConnect, net.JoinHostPort(host, port), nil
+
+	case req.URL.IsAbs():
+		if req.URL.Scheme != "http" || req.URL.Host == "" {
+			return 0, "", errors.New("this proxy forwards only http:// URLs; " +
+				"use CONNECT for anything else")
+		}
+		host, port := req.URL.Hostname(), req.URL.Port()
+		if port == "" {
+			port = "80"
+		}
+		if host == "" {
+			return 0, "", errors.New("URL without a host")
+		}
+		if _, err := parsePort(port, false); err != nil {
+			return 0, "", fmt.Errorf("URL port: %v", err)
+		}
+		return RequestForward, net.JoinHostPort(host, port), nil
+
+	case (req.Method == http.MethodGet || req.Method == http.MethodHead) &&
+		(req.URL.Path == "/proxy.pac" || req.URL.Path == "/wpad.dat"):
+		return RequestPAC, "", nil
 	}
+	return 0, "", errors.New("this is an HTTP proxy; send an absolute URL " +
+		"(GET http://host/path), CONNECT host:port, or GET /proxy.pac")
 }
 
 // connect dials the CONNECT target, answers 200 and splices the client's
 // connection to it until both sides are done.
-func (h *httpProxy) connect(w http.ResponseWriter, req *http.Request) {
-	dst := req.Host
-	if _, port, err := net.SplitHostPort(dst); err != nil || port == "" {
-		http.Error(w, "ocnet proxy: CONNECT needs host:port", http.StatusBadRequest)
-		return
-	}
-
-	target, err := h.router.DialContext(req.Context(), "tcp", dst)
+func (h *httpProxy) connect(w http.ResponseWriter, req *http.Request, dst string) {
+	dctx, cancel := context.WithTimeout(req.Context(), dialTimeout)
+	target, err := h.router.DialContext(dctx, "tcp", dst)
+	cancel()
 	if err != nil {
 		badGateway(w, dst, err)
 		return
@@ -156,7 +347,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, req *http.Request) {
 	}
 	removeHopHeaders(out.Header)
 
-	resp, err := h.transport.RoundTrip(out)
+	resp, err := h.transportFor(AppFrom(req.Context())).RoundTrip(out)
 	if err != nil {
 		badGateway(w, req.URL.Host, err)
 		return

@@ -26,7 +26,10 @@ import (
 )
 
 // recordingDialer stands in for the netstack (or the host): a loopback
-// dialer that remembers every TCP destination it was asked for.
+// dialer that remembers every TCP destination it was asked for. Tests
+// give their servers addresses in 10.0.0.0/8, which split routes like any
+// other, and the dialer reaches them on 127.0.0.1 with the same port: the
+// policy never sees loopback, which it always sends direct.
 type recordingDialer struct {
 	d net.Dialer
 
@@ -40,8 +43,37 @@ func (r *recordingDialer) DialContext(ctx context.Context, network, addr string)
 		r.dsts = append(r.dsts, addr)
 		r.mu.Unlock()
 	}
-	return r.d.DialContext(ctx, network, addr)
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !fakeNet.Contains(ap.Addr()) {
+		return r.d.DialContext(ctx, network, addr)
+	}
+	loop := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port())
+	c, err := r.d.DialContext(ctx, network, loop.String())
+	if err != nil || !strings.HasPrefix(network, "udp") {
+		return c, err
+	}
+	// The UDP relay names a reply's sender by the flow's remote address.
+	return fakeRemote{c, net.UDPAddrFromAddrPort(ap)}, nil
 }
+
+// fakeRemote reports the address the test asked for, not 127.0.0.1.
+type fakeRemote struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (f fakeRemote) RemoteAddr() net.Addr { return f.remote }
+
+// fakeNet holds the test servers' addresses; see recordingDialer.
+var fakeNet = netip.MustParsePrefix("10.0.0.0/8")
+
+// Addresses of the test servers: corpIP inside the fixture's usual
+// include (10.99.0.0/16), outsideIP outside it.
+const (
+	corpIP    = "10.99.0.1"
+	outsideIP = "10.98.0.1"
+	corpNet   = "10.99.0.0/16"
+)
 
 func (r *recordingDialer) used() []string {
 	r.mu.Lock()
@@ -49,7 +81,7 @@ func (r *recordingDialer) used() []string {
 	return append([]string(nil), r.dsts...)
 }
 
-// startDNS serves "<name> A 127.0.0.1" for every name under corp.example
+// startDNS serves "<name> A 10.99.0.1" (corpIP) for every name under corp.example
 // except nx.corp.example, over UDP on a free loopback port.
 func startDNS(t *testing.T) netip.AddrPort {
 	t.Helper()
@@ -66,7 +98,7 @@ func startDNS(t *testing.T) netip.AddrPort {
 		case name == "nx.corp.example." || !strings.HasSuffix(name, ".corp.example."):
 			reply.Rcode = dns.RcodeNameError
 		case q.Question[0].Qtype == dns.TypeA:
-			rr, _ := dns.NewRR(name + " 60 IN A 127.0.0.1")
+			rr, _ := dns.NewRR(name + " 60 IN A " + corpIP)
 			reply.Answer = append(reply.Answer, rr)
 		}
 		w.WriteMsg(reply)
@@ -231,16 +263,17 @@ func TestFetchThroughProxies(t *testing.T) {
 		name     string
 		include  string
 		client   string // "socks" or "http"
-		host     string // "" means 127.0.0.1
+		host     string
 		tls      bool
 		wantPath string // "tunnel" or "direct"
+		wantIP   string
 	}{
-		{"socks name via split dns", "127.0.0.0/8", "socks", "web.corp.example", false, "tunnel"},
-		{"socks ip literal", "127.0.0.0/8", "socks", "", false, "tunnel"},
-		{"socks routed direct", "10.0.0.0/8", "socks", "", false, "direct"},
-		{"http absolute form", "127.0.0.0/8", "http", "web.corp.example", false, "tunnel"},
-		{"http absolute form direct", "10.0.0.0/8", "http", "", false, "direct"},
-		{"http connect", "127.0.0.0/8", "http", "web.corp.example", true, "tunnel"},
+		{"socks name via split dns", corpNet, "socks", "web.corp.example", false, "tunnel", corpIP},
+		{"socks ip literal", corpNet, "socks", corpIP, false, "tunnel", corpIP},
+		{"socks routed direct", corpNet, "socks", outsideIP, false, "direct", outsideIP},
+		{"http absolute form", corpNet, "http", "web.corp.example", false, "tunnel", corpIP},
+		{"http absolute form direct", corpNet, "http", outsideIP, false, "direct", outsideIP},
+		{"http connect", corpNet, "http", "web.corp.example", true, "tunnel", corpIP},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -252,9 +285,6 @@ func TestFetchThroughProxies(t *testing.T) {
 			}
 			_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 			host := tt.host
-			if host == "" {
-				host = "127.0.0.1"
-			}
 			scheme := "http"
 			if tt.tls {
 				scheme = "https"
@@ -270,7 +300,7 @@ func TestFetchThroughProxies(t *testing.T) {
 				t.Fatalf("GET %s = %d %q", u, code, body)
 			}
 
-			want := "127.0.0.1:" + port
+			want := tt.wantIP + ":" + port
 			used, unused := f.tunnel, f.direct
 			if tt.wantPath == "direct" {
 				used, unused = f.direct, f.tunnel
@@ -290,7 +320,7 @@ func TestFetchThroughProxies(t *testing.T) {
 }
 
 func TestHTTPForwardHeadersAndBodies(t *testing.T) {
-	f := newFixture(t, "127.0.0.0/8")
+	f := newFixture(t, corpNet)
 	c := f.httpClient(t)
 
 	u := "http://web.corp.example:" + f.webPort + "/post"
@@ -320,10 +350,11 @@ func TestHTTPForwardHeadersAndBodies(t *testing.T) {
 }
 
 func TestHTTPErrors(t *testing.T) {
-	f := newFixture(t, "127.0.0.0/8")
+	f := newFixture(t, corpNet)
 
 	closed := listen(t)
-	deadAddr := closed.Addr().String()
+	_, deadPort, _ := net.SplitHostPort(closed.Addr().String())
+	deadAddr := net.JoinHostPort(corpIP, deadPort)
 	closed.Close()
 
 	tests := []struct {
@@ -345,6 +376,10 @@ func TestHTTPErrors(t *testing.T) {
 			http.StatusBadRequest, "host:port"},
 		{"origin form", "GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n",
 			http.StatusBadRequest, "absolute URL"},
+		{"https absolute form", "GET https://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n",
+			http.StatusBadRequest, "use CONNECT"},
+		{"connect port zero", "CONNECT example.com:0 HTTP/1.1\r\nHost: example.com:0\r\n\r\n",
+			http.StatusBadRequest, "port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -397,7 +432,7 @@ func startEcho(t *testing.T) string {
 // TestHalfClose sends data, half-closes, and expects the echo back: the
 // proxies must pass the FIN on without tearing down the reverse direction.
 func TestHalfClose(t *testing.T) {
-	f := newFixture(t, "127.0.0.0/8")
+	f := newFixture(t, corpNet)
 	echo := startEcho(t)
 
 	dialers := []struct {
@@ -461,7 +496,7 @@ func TestShutdownLeaksNothing(t *testing.T) {
 	echo := startEcho(t)
 	before := runtime.NumGoroutine()
 
-	f := newFixture(t, "127.0.0.0/8")
+	f := newFixture(t, corpNet)
 
 	var open []net.Conn
 	d, _ := xproxy.SOCKS5("tcp", f.socksAddr, nil, xproxy.Direct)

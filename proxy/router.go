@@ -115,15 +115,19 @@ func (r *Router) dial(ctx context.Context, network, addr string) (net.Conn, erro
 		return nil, fmt.Errorf("proxy: dial %s: no %s address for %s", addr, network, host)
 	}
 
+	app := AppFrom(ctx)
 	var errs []error
 	for _, ip := range ips {
+		// TODO: decide with split's per-flow function, passing host (the
+		// name) and app, once split offers it (Policy.Decide(split.Flow{
+		// Addr, Name, App})); until then the app ID only reaches the log.
 		path := r.route(ip)
 		dst := netip.AddrPortFrom(ip, uint16(port)).String()
 
 		conn, err := r.dialVia(ctx, path, network, dst)
 		if err == nil {
 			r.count(path)
-			r.logger().Debug("flow", "dst", addr, "addr", dst, "path", path)
+			r.logger().Debug("flow", "dst", addr, "addr", dst, "path", path, "app", app)
 			return conn, nil
 		}
 		errs = append(errs, fmt.Errorf("%s via %s: %w", dst, path, err))

@@ -1,10 +1,85 @@
 package proxy
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
+	"time"
 )
+
+// Server is a set of front ends sharing one Router and one set of Options.
+// Fill it before the first Serve call and leave it alone afterwards; one
+// Server may serve several listeners at once.
+type Server struct {
+	Router *Router
+	Options
+	// Logger is given the front end's name as "sub"; nil discards.
+	Logger *slog.Logger
+}
+
+func (s *Server) logger(sub string) *slog.Logger {
+	log := s.Logger
+	if log == nil {
+		log = discard
+	}
+	return log.With("sub", sub)
+}
+
+// acceptLoop accepts on ln until ctx ends or ln fails, running handle in
+// a goroutine per connection registered with t. It closes ln and every
+// registered connection, waits for the handlers and returns nil when ctx
+// ended (or ln was closed under it), the accept error otherwise.
+func acceptLoop(ctx context.Context, ln net.Listener, t *tracker, log *slog.Logger,
+	handle func(net.Conn)) error {
+	stop := context.AfterFunc(ctx, func() {
+		ln.Close()
+		t.closeAll()
+	})
+	defer stop()
+
+	log.Info("listening", "addr", ln.Addr())
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if isTemporary(err) && ctx.Err() == nil {
+			// Out of file descriptors and the like: wait, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			log.Warn("accept failed, retrying", "err", err, "in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if err != nil {
+			ln.Close()
+			t.closeAll()
+			t.wait()
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				log.Info("stopped")
+				return nil
+			}
+			return fmt.Errorf("proxy: accept on %s: %w", ln.Addr(), err)
+		}
+
+		if !t.add(conn) {
+			conn.Close()
+			continue
+		}
+		go func() {
+			defer t.done(conn)
+			handle(conn)
+		}()
+	}
+}
+
+// isTemporary reports whether an accept error may go away by itself.
+func isTemporary(err error) bool {
+	var te interface{ Temporary() bool }
+	return errors.As(err, &te) && te.Temporary()
+}
 
 // tracker owns the goroutines and connections of one proxy listener so
 // that shutdown can close every connection (including hijacked ones the
