@@ -343,7 +343,7 @@ func HostResolvers(path string, skip []netip.Addr) []netip.AddrPort {
 		if err != nil || slices.Contains(skip, a) {
 			continue
 		}
-		out = append(out, netip.AddrPortFrom(a.WithZone(""), 53))
+		out = append(out, netip.AddrPortFrom(a, 53))
 	}
 	return out
 }
