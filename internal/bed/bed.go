@@ -23,22 +23,40 @@ import (
 	"time"
 )
 
-// These mirror testbed/lib.sh; the scripts are the source of truth.
+// These mirror testbed/lib.sh; the scripts are the source of truth. Names
+// and addresses of instance N (OCNET_BED_ID=N) are derived in names.
 const (
-	nsHead      = "ocn-head"
-	nsClient    = "ocn-cli"
-	headendIP   = "198.18.20.1"
 	corpDomain  = "corp.example"
-	corpWebIP   = "198.18.120.10"
 	defaultDir  = "/tmp/ocnet-bed"
 	nobodyID    = "65534"
 	upTimeout   = 10 * time.Minute
 	occtlTimout = 10 * time.Second
 )
 
+// names are an instance's namespaces, client link device, headend and
+// corporate web server addresses, as testbed/lib.sh derives them.
+func names(id string) (head, client, clientDev, headIP, webIP string, err error) {
+	n := 0
+	if id != "" {
+		n, err = strconv.Atoi(id)
+		if err != nil || n < 1 || n > 99 || strconv.Itoa(n) != id {
+			return "", "", "", "", "", fmt.Errorf("bed: instance id %q: want 1 to 99", id)
+		}
+	}
+	return "ocn" + id + "-head", "ocn" + id + "-cli", "ocn" + id + "-c0",
+		fmt.Sprintf("198.18.%d.1", 20+n), fmt.Sprintf("198.18.%d.10", 120+n), nil
+}
+
 // Bed describes a running test bed. Its fields are fixed once Start returns;
 // a *Bed is safe for concurrent use.
 type Bed struct {
+	// ID is the instance: "" for the shared bed, "2" for OCNET_BED_ID=2.
+	ID string
+
+	// Env holds the KEY=VALUE settings testbed/up ran with (OCNET_BED_ID,
+	// tunables such as OCNET_BED_DPD); Up runs it again with them.
+	Env []string
+
 	// Root is the module root, where testbed/ and cmd/ocnet live.
 	Root string
 
@@ -73,23 +91,41 @@ type Bed struct {
 	BigSize   int64
 	BigSHA256 string
 
-	// NSHead and NSClient are the headend and client network namespaces.
+	// NSHead and NSClient are the headend and client network namespaces;
+	// ClientDev is the client's end of the link to the headend.
 	NSHead, NSClient string
+	ClientDev        string
 
 	// OcctlSocket is ocserv's control socket, for occtl -s.
 	OcctlSocket string
 }
 
+// instance is one bed brought up (or not) by this test binary.
+type instance struct {
+	once sync.Once
+	bed  *Bed
+	err  error
+}
+
 var (
-	upOnce sync.Once
-	upBed  *Bed
-	upErr  error
+	instMu    sync.Mutex
+	instances = map[string]*instance{}
 )
 
-// Start returns the bed, bringing it up on the first call in this test
-// binary. It skips t without root (fails under CI=true) and fails t when the
-// bed cannot be brought up.
+// Start returns the shared bed, bringing it up on the first call in this
+// test binary. It skips t without root (fails under CI=true) and fails t
+// when the bed cannot be brought up.
 func Start(t testing.TB) *Bed {
+	t.Helper()
+	return StartID(t, "")
+}
+
+// StartID is Start for bed instance id ("" is the shared bed): tests that
+// break links, drop packets or restart ocserv use their own instance so
+// that tests elsewhere on the machine do not feel it. env holds extra
+// KEY=VALUE tunables for testbed/up (OCNET_BED_DPD=10); the first call for
+// an id decides them.
+func StartID(t testing.TB, id string, env ...string) *Bed {
 	t.Helper()
 
 	if os.Geteuid() != 0 {
@@ -100,69 +136,98 @@ func Start(t testing.TB) *Bed {
 		t.Skip("bed: " + why + "; run as root or via make test")
 	}
 
-	upOnce.Do(func() { upBed, upErr = bringUp() })
-	if upErr != nil {
-		t.Fatal(upErr)
+	instMu.Lock()
+	in := instances[id]
+	if in == nil {
+		in = &instance{}
+		instances[id] = in
 	}
-	return upBed
+	instMu.Unlock()
+
+	in.once.Do(func() { in.bed, in.err = bringUp(id, env) })
+	if in.err != nil {
+		t.Fatal(in.err)
+	}
+	return in.bed
 }
 
 // bringUp runs testbed/up and reads what it wrote.
-func bringUp() (*Bed, error) {
+func bringUp(id string, extra []string) (*Bed, error) {
+	head, cli, dev, headIP, webIP, err := names(id)
+	if err != nil {
+		return nil, err
+	}
 	root, err := ModuleRoot()
 	if err != nil {
 		return nil, err
 	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), upTimeout)
-	defer cancel()
-
-	up := exec.CommandContext(ctx, filepath.Join(root, "testbed", "up"))
-	up.Dir = root
-	out, err := up.CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("bed: testbed/up: %w\n%s", err, out)
+	state := defaultDir + id
+	if s := os.Getenv("OCNET_BED"); s != "" && id == "" {
+		state = s
 	}
 
-	state := os.Getenv("OCNET_BED")
-	if state == "" {
-		state = defaultDir
+	corp := "intranet." + corpDomain
+	b := &Bed{
+		ID:          id,
+		Env:         append([]string{"OCNET_BED_ID=" + id}, extra...),
+		Root:        root,
+		State:       state,
+		URL:         "https://" + headIP + "/",
+		CAFile:      filepath.Join(state, "ca.crt"),
+		User:        "alice",
+		Password:    "wonderland",
+		Groups:      []string{"staff", "eng"},
+		Banner:      "Welcome to the ocnet test bed",
+		CorpName:    corp,
+		CorpIP:      webIP,
+		CorpURL:     "http://" + corp + "/",
+		CorpText:    "Hello from " + corp,
+		BigURL:      "http://" + corp + "/big.bin",
+		NSHead:      head,
+		NSClient:    cli,
+		ClientDev:   dev,
+		OcctlSocket: filepath.Join(state, "run", "occtl.sock"),
 	}
-	pin, err := readLine(filepath.Join(state, "server.pin"))
-	if err != nil {
+	if err := b.Up(context.Background()); err != nil {
 		return nil, err
 	}
-	sum, err := readLine(filepath.Join(state, "big.sha256"))
-	if err != nil {
+
+	if b.Pin, err = readLine(filepath.Join(state, "server.pin")); err != nil {
+		return nil, err
+	}
+	if b.BigSHA256, err = readLine(filepath.Join(state, "big.sha256")); err != nil {
 		return nil, err
 	}
 	big, err := os.Stat(filepath.Join(state, "www", "big.bin"))
 	if err != nil {
 		return nil, fmt.Errorf("bed: %w", err)
 	}
+	b.BigSize = big.Size()
+	return b, nil
+}
 
-	corp := "intranet." + corpDomain
-	return &Bed{
-		Root:        root,
-		State:       state,
-		URL:         "https://" + headendIP + "/",
-		CAFile:      filepath.Join(state, "ca.crt"),
-		Pin:         pin,
-		User:        "alice",
-		Password:    "wonderland",
-		Groups:      []string{"staff", "eng"},
-		Banner:      "Welcome to the ocnet test bed",
-		CorpName:    corp,
-		CorpIP:      corpWebIP,
-		CorpURL:     "http://" + corp + "/",
-		CorpText:    "Hello from " + corp,
-		BigURL:      "http://" + corp + "/big.bin",
-		BigSize:     big.Size(),
-		BigSHA256:   sum,
-		NSHead:      nsHead,
-		NSClient:    nsClient,
-		OcctlSocket: filepath.Join(state, "run", "occtl.sock"),
-	}, nil
+// Up runs testbed/up for this instance with the settings it was started
+// with. It is idempotent: it starts only what is not running, so a test
+// that ended ocserv brings it back with Up.
+func (b *Bed) Up(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, upTimeout)
+	defer cancel()
+
+	up := exec.CommandContext(ctx, filepath.Join(b.Root, "testbed", "up"))
+	up.Dir = b.Root
+	up.Env = append(os.Environ(), b.Env...)
+	out, err := up.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("bed: testbed/up (instance %q): %w\n%s", b.ID, err, out)
+	}
+	return nil
+}
+
+// InHead returns a command that runs name with args as root inside the
+// headend namespace.
+func (b *Bed) InHead(ctx context.Context, name string, args ...string) *exec.Cmd {
+	argv := append([]string{"netns", "exec", b.NSHead, name}, args...)
+	return exec.CommandContext(ctx, "ip", argv...)
 }
 
 func readLine(path string) (string, error) {
