@@ -136,10 +136,13 @@ func (c *CSTP) writeControl(t Type, payload []byte) error {
 // or the stream fails, and says which. After ctx is cancelled it returns
 // nil; call Disconnect to tell the headend first.
 func (c *CSTP) Run(ctx context.Context) error {
+	// The liveness loop stops with Run, not a tick later.
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
 	errc := make(chan error, 2)
 	go func() { errc <- c.readLoop() }()
 	go func() {
-		errc <- runLiveness(ctx, &c.live, &c.closing, func(t Type) error {
+		errc <- runLiveness(lctx, &c.live, &c.closing, func(t Type) error {
 			return c.writeControl(t, nil)
 		})
 	}()
@@ -150,6 +153,7 @@ func (c *CSTP) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	userClosed := c.closing.Load()
+	stop()
 	c.close()
 	// The other loop ends once the connection is closed.
 	<-errc
@@ -175,8 +179,6 @@ func (c *CSTP) readLoop() error {
 			}
 			return fmt.Errorf("datapath: cstp read: %w", err)
 		}
-		c.live.Received(time.Now())
-
 		switch t {
 		case TypeData:
 			c.Counters.RxPackets.Add(1)
@@ -187,7 +189,9 @@ func (c *CSTP) readLoop() error {
 			if err := c.writeControl(TypeDPDResp, payload); err != nil {
 				return err
 			}
-		case TypeDPDResp, TypeKeepalive:
+		case TypeDPDResp:
+			c.live.Answered(time.Now())
+		case TypeKeepalive:
 		case TypeDisconnect:
 			return fmt.Errorf("%w: %s", ErrPeerDisconnect, reasonText(payload))
 		case TypeTerminate:

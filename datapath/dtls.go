@@ -156,10 +156,13 @@ func (d *DTLS) sealAndWriteLocked(frame []byte) error {
 // Run moves packets until ctx ends, the channel is closed, or it fails:
 // ErrDeadPeer, ErrDTLSClosed, ErrTerminated and ErrPeerDisconnect tell why.
 func (d *DTLS) Run(ctx context.Context) error {
+	// The liveness loop stops with Run, not a tick later.
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
 	errc := make(chan error, 2)
 	go func() { errc <- d.readLoop() }()
 	go func() {
-		errc <- runLiveness(ctx, &d.live, &d.closing, func(t Type) error {
+		errc <- runLiveness(lctx, &d.live, &d.closing, func(t Type) error {
 			return d.sendControl(t, nil)
 		})
 	}()
@@ -170,6 +173,7 @@ func (d *DTLS) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	user := d.closing.Load()
+	stop()
 	d.Close()
 	<-errc
 	if user {
@@ -227,8 +231,6 @@ func (d *DTLS) handle(rec []byte) error {
 		d.Counters.RxDropped.Add(1)
 		return nil
 	}
-	d.live.Received(time.Now())
-
 	switch Type(pt[0]) {
 	case TypeData:
 		d.Counters.RxPackets.Add(1)
@@ -238,7 +240,9 @@ func (d *DTLS) handle(rec []byte) error {
 		// Echo the payload, padding included: the headend may be
 		// probing the path MTU.
 		return d.sendControl(TypeDPDResp, pt[1:])
-	case TypeDPDResp, TypeKeepalive:
+	case TypeDPDResp:
+		d.live.Answered(time.Now())
+	case TypeKeepalive:
 	case TypeDisconnect:
 		return fmt.Errorf("%w: %s", ErrPeerDisconnect, reasonText(pt[1:]))
 	case TypeTerminate:

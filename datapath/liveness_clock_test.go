@@ -16,7 +16,7 @@ func TestLivenessClock(t *testing.T) {
 		name  string
 		dpd   time.Duration
 		keep  time.Duration
-		rx    []float64 // seconds at which something arrives
+		rx    []float64 // seconds at which a DPD response arrives
 		ticks map[float64]Action
 	}{
 		{
@@ -27,7 +27,7 @@ func TestLivenessClock(t *testing.T) {
 			},
 		},
 		{
-			name: "traffic keeps the peer alive",
+			name: "DPD responses keep the peer alive",
 			dpd:  30 * time.Second,
 			rx:   []float64{25, 50},
 			ticks: map[float64]Action{
@@ -56,7 +56,7 @@ func TestLivenessClock(t *testing.T) {
 			for s := 1.0; s <= 1e6; s++ {
 				for _, r := range tc.rx {
 					if r == s {
-						l.Received(at(s))
+						l.Answered(at(s))
 					}
 				}
 				got := l.Tick(at(s))
