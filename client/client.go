@@ -50,6 +50,14 @@ type Options struct {
 	// PortRange is the stack's local port range (see netstack.Config).
 	PortRange [2]uint16
 
+	// Local adds the user's overrides, the host's subnets and the app and
+	// on-demand lists to the headend's split policy.
+	Local split.Local
+
+	// DNSListen, when set, serves the split-DNS resolver to other
+	// programs on this address, over UDP and TCP.
+	DNSListen string
+
 	// Reauth, when set, logs in again after the headend stops accepting
 	// the cookie, and returns a fresh one. Without it such a session ends
 	// with ErrSessionGone.
@@ -86,7 +94,8 @@ type Client struct {
 	sw     *datapath.Switch
 	stack  atomic.Pointer[netstack.Stack]
 	router *proxy.Router
-	lns    [2]net.Listener // SOCKS5, HTTP
+	lns    [2]net.Listener  // SOCKS5, HTTP
+	dns    *dnsproxy.Server // --dns-listen, or nil
 
 	mu     sync.Mutex // guards the fields below
 	cfg    *session.Config
@@ -131,14 +140,15 @@ func Start(ctx context.Context, o Options) (*Client, error) {
 	c.stack.Store(stk)
 
 	pol := PolicyFrom(t.Config)
+	pol.Apply(o.Local)
 	c.router = &proxy.Router{
 		Policy: pol,
 		Resolver: dnsproxy.New(dnsproxy.Options{
-			Policy:       pol,
-			Servers:      t.Config.DNS,
-			SearchDomain: first(t.Config.DefaultDomains),
-			Tunnel:       tunnelDialer{c},
-			Logger:       c.log,
+			Policy:        pol,
+			Servers:       t.Config.DNS,
+			SearchDomains: t.Config.DefaultDomains,
+			Tunnel:        tunnelDialer{c},
+			Logger:        c.log,
 		}),
 		Tunnel: tunnelDialer{c},
 		Logger: c.log.With("sub", "router"),
@@ -151,6 +161,14 @@ func Start(ctx context.Context, o Options) (*Client, error) {
 		stk.Close()
 		c.goodbye(t)
 		return nil, err
+	}
+	if o.DNSListen != "" {
+		if c.dns, err = dnsproxy.Listen(o.DNSListen, c.router.Resolver, c.log); err != nil {
+			c.closeListeners()
+			stk.Close()
+			c.goodbye(t)
+			return nil, err
+		}
 	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -249,17 +267,7 @@ func (d tunnelDialer) DialContext(ctx context.Context, network, addr string) (ne
 // and the domains whose names resolve through the tunnel (the split-dns
 // list, or the default domain when there is none).
 func PolicyFrom(cfg *session.Config) *split.Policy {
-	domains := cfg.SplitDNS
-	if len(domains) == 0 {
-		domains = cfg.DefaultDomains
-	}
-	return &split.Policy{
-		Include:      cfg.SplitInclude,
-		Exclude:      cfg.SplitExclude,
-		DNSServers:   cfg.DNS,
-		Domains:      domains,
-		TunnelAllDNS: cfg.TunnelAllDNS,
-	}
+	return split.FromConfig(cfg)
 }
 
 func first(s []string) string {
@@ -377,6 +385,9 @@ func (c *Client) Close() error {
 		c.cancel()
 		<-c.done
 		c.closeListeners()
+		if c.dns != nil {
+			c.dns.Close()
+		}
 		c.wg.Wait()
 
 		st := c.Status()

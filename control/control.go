@@ -30,10 +30,11 @@ func DefaultPath() string {
 }
 
 // Serve answers GET /status with status() as JSON on a Unix socket at
-// path, until ctx ends. The socket's directory is created 0700 and must
+// path, until ctx ends, and any extra handlers keyed by ServeMux pattern
+// ("GET /explain"). The socket's directory is created 0700 and must
 // belong to the caller, so no other user can reach the socket.
-func Serve(ctx context.Context, path string, status func() any, log *slog.Logger) (
-	stop func(), err error) {
+func Serve(ctx context.Context, path string, status func() any, log *slog.Logger,
+	extra ...map[string]http.HandlerFunc) (stop func(), err error) {
 	if err := privateDir(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
@@ -57,6 +58,11 @@ func Serve(ctx context.Context, path string, status func() any, log *slog.Logger
 		enc.SetIndent("", "  ")
 		enc.Encode(status())
 	})
+	for _, m := range extra {
+		for pattern, h := range m {
+			mux.HandleFunc(pattern, h)
+		}
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 
@@ -98,13 +104,22 @@ var ErrNotRunning = errors.New("control: no ocnet is running")
 
 // Get asks the client at path for its status and decodes it into v.
 func Get(ctx context.Context, path string, v any) error {
+	return GetPath(ctx, path, "/status", v)
+}
+
+// GetPath asks the client at path for target ("/explain?target=x") and
+// decodes the JSON answer into v.
+func GetPath(ctx context.Context, path, target string, v any) error {
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
 		},
 	}}
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://ocnet/status", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://ocnet"+target, nil)
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w at %s", ErrNotRunning, path)
@@ -112,10 +127,10 @@ func Get(ctx context.Context, path string, v any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("control: status: %s: %s", resp.Status, b)
+		return fmt.Errorf("control: %s: %s: %s", target, resp.Status, b)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("control: status: %w", err)
+		return fmt.Errorf("control: %s: %w", target, err)
 	}
 	return nil
 }

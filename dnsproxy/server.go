@@ -203,13 +203,8 @@ func Listen(addr string, r *Resolver, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	pc, err := net.ListenPacket("udp", addr)
+	pc, ln, err := listenBoth(addr)
 	if err != nil {
-		return nil, fmt.Errorf("dnsproxy: listen: %w", err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		return nil, fmt.Errorf("dnsproxy: listen: %w", err)
 	}
 	if ap, err := netip.ParseAddrPort(pc.LocalAddr().String()); err == nil &&
@@ -254,6 +249,29 @@ func Listen(addr string, r *Resolver, log *slog.Logger) (*Server, error) {
 	}
 	log.Info("DNS server ready", "addr", s.addr)
 	return s, nil
+}
+
+// listenBoth binds UDP and TCP on the same address. With port 0 the port
+// the kernel picks for UDP may be taken for TCP, so a few picks are tried.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	tries := 1
+	if port == "0" {
+		tries = 20
+	}
+	var err error
+	for range tries {
+		var pc net.PacketConn
+		if pc, err = net.ListenPacket("udp", addr); err != nil {
+			return nil, nil, err
+		}
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+	}
+	return nil, nil, err
 }
 
 // Addr returns the address the server listens on, for UDP and TCP.

@@ -239,3 +239,21 @@ func underDomain(name, domain string) bool {
 	cut := len(name) - len(domain)
 	return name[cut-1] == '.' && strings.EqualFold(name[cut:], domain)
 }
+
+// Local is what the user and the host add to the headend's policy: the
+// --include/--exclude overrides, the host's subnets, the app and the
+// connect-on-demand lists.
+type Local struct {
+	User     Overrides
+	LAN      []netip.Prefix
+	Apps     AppRules
+	OnDemand OnDemandRules
+}
+
+// Apply adds l to p. Call it before p is shared.
+func (p *Policy) Apply(l Local) {
+	p.User = l.User
+	p.LAN = l.LAN
+	p.Apps = l.Apps
+	p.OnDemand = l.OnDemand
+}

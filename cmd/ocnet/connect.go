@@ -39,7 +39,8 @@ type connectFlags struct {
 	verbose          bool
 	logFormat        string
 
-	tun tunFlags // tun.go
+	tun    tunFlags    // tun.go
+	policy policyFlags // policyflags.go
 }
 
 func newConnectCmd() *cobra.Command {
@@ -76,6 +77,7 @@ func newConnectCmd() *cobra.Command {
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logging (secrets are redacted)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	f.tun.register(fl)
+	addPolicyFlags(fl, &f.policy)
 	return cmd
 }
 
@@ -94,6 +96,10 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 	}
 	if f.passwdOnStdin && f.cookieOnStdin {
 		return usageError{errors.New("--passwd-on-stdin and --cookie-on-stdin exclude each other")}
+	}
+	local, err := f.policy.local()
+	if err != nil {
+		return err
 	}
 
 	tlsConf, err := trust.TLSConfig(u.Hostname(), trust.Options{
@@ -142,6 +148,8 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 		Reauth:           reauth,
 		Divert:           f.tun.divert(),
 		PortRange:        f.tun.portRange(),
+		Local:            local,
+		DNSListen:        f.policy.dnsListen,
 	})
 	if err != nil {
 		return err

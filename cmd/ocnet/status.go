@@ -23,7 +23,7 @@ func serveControl(ctx context.Context, path string, c *client.Client, log *slog.
 	if path == "" {
 		return func() {}, nil
 	}
-	return control.Serve(ctx, path, func() any { return c.Status() }, log)
+	return control.Serve(ctx, path, func() any { return c.Status() }, log, explainHandlers(c))
 }
 
 func newStatusCmd() *cobra.Command {
