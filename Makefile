@@ -4,7 +4,7 @@ GO      ?= go
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 FUZZ_TIME ?= 10s
 
-.PHONY: all build demo test vet fmt-check unit e2e fuzz bed-up bed-down
+.PHONY: all build demo test vet fmt-check unit e2e fuzz bed-up bed-down bench
 
 all: build
 
@@ -40,6 +40,12 @@ fuzz:
 		echo "fuzz: $$f for $(FUZZ_TIME)"; \
 		$(GO) test ./fuzz -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZ_TIME) || exit 1; \
 	done
+
+# bench: ocnet against openconnect + ocproxy and openconnect with a kernel
+# TUN on the bed (root; about 8 minutes). BENCH_FLAGS="-rounds 5" and the
+# like pass through; see go run ./bench -h.
+bench:
+	$(SUDO) env PATH="$$PATH" $(GO) run ./bench $(BENCH_FLAGS)
 
 bed-up:
 	$(SUDO) testbed/up
