@@ -102,10 +102,15 @@ type Overrides struct {
 }
 
 // Route decides where a flow to dst goes when neither its name nor its
-// app is known; see Decide. It returns Refuse only for a policy that
-// sets NoIPv4 or NoIPv6 without ClientBypass. Route does not allocate.
+// app is known; see Decide. It answers only Tunnel or Direct, for callers
+// that know no third way: a flow Decide refuses is reported as Tunnel,
+// where it fails, rather than Direct, where it would leave the host
+// around the VPN. Route does not allocate.
 func (p *Policy) Route(dst netip.Addr) Decision {
 	d, _ := p.Decide(Flow{Addr: dst})
+	if d == Refuse {
+		return Tunnel
+	}
 	return d
 }
 

@@ -70,6 +70,13 @@ func TestRoute(t *testing.T) {
 	}
 }
 
+func TestRouteNeverRefuses(t *testing.T) {
+	p := Policy{NoIPv6: true}
+	if got := p.Route(netip.MustParseAddr("2001:db8::1")); got != Tunnel {
+		t.Errorf("Route of a refused flow = %v, want tunnel (never direct)", got)
+	}
+}
+
 func TestRouteZeroAddr(t *testing.T) {
 	p := Policy{Include: pfx("0.0.0.0/0")}
 	if got := p.Route(netip.Addr{}); got != Direct {
