@@ -37,6 +37,10 @@ type Options struct {
 	SOCKSAddr string
 	HTTPAddr  string
 
+	// Proxy holds the proxies' credentials, app identification and -L
+	// local forwards.
+	Proxy proxy.Options
+
 	// ReconnectTimeout bounds how long a lost tunnel is retried. Zero
 	// means for as long as the headend keeps a dropped session (its
 	// X-CSTP-Disconnected-Timeout, else DefaultReconnectTimeout).
@@ -94,6 +98,7 @@ type Client struct {
 	sw     *datapath.Switch
 	stack  atomic.Pointer[netstack.Stack]
 	router *proxy.Router
+	fwds   []net.Listener   // -L forwards, in Options.Proxy.Forwards order
 	lns    [2]net.Listener  // SOCKS5, HTTP
 	dns    *dnsproxy.Server // --dns-listen, or nil
 
@@ -294,19 +299,23 @@ func (c *Client) listen() error {
 			c.closeListeners()
 			return fmt.Errorf("client: proxy listen: %w", err)
 		}
-		if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil &&
-			!ap.Addr().IsLoopback() {
-			// TODO: require proxy credentials on non-loopback listeners.
-			c.log.Warn("proxy listens beyond loopback; anyone who reaches it uses the VPN",
-				"addr", ln.Addr())
-		}
 		c.lns[i] = ln
+		if err := proxy.CheckExposure(ln.Addr().String(), c.o.Proxy.Auth); err != nil {
+			c.closeListeners()
+			return fmt.Errorf("client: %w", err)
+		}
 	}
+	fwds, err := proxy.ListenForwards(c.o.Proxy.Forwards)
+	if err != nil {
+		c.closeListeners()
+		return fmt.Errorf("client: %w", err)
+	}
+	c.fwds = fwds
 	return nil
 }
 
 func (c *Client) closeListeners() {
-	for _, l := range c.lns {
+	for _, l := range append(c.lns[:], c.fwds...) {
 		if l != nil {
 			l.Close()
 		}
@@ -314,18 +323,26 @@ func (c *Client) closeListeners() {
 }
 
 func (c *Client) serve(ctx context.Context) {
+	srv := &proxy.Server{Router: c.router, Options: c.o.Proxy, Logger: c.log}
 	if ln := c.lns[0]; ln != nil {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			proxy.ServeSOCKS5(ctx, ln, c.router, c.log)
+			srv.ServeSOCKS5(ctx, ln)
 		}()
 	}
 	if ln := c.lns[1]; ln != nil {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			proxy.ServeHTTP(ctx, ln, c.router, c.log)
+			srv.ServeHTTP(ctx, ln)
+		}()
+	}
+	for i, ln := range c.fwds {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			srv.ServeForward(ctx, ln, c.o.Proxy.Forwards[i])
 		}()
 	}
 	go func() {

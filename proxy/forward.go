@@ -55,13 +55,13 @@ func ParseForward(spec string) (Forward, error) {
 	if _, err := parsePort(hostPort, false); err != nil {
 		return bad("target port: %v", err)
 	}
-	if host == "" {
+	switch {
+	case host == "":
 		return bad("empty target host")
-	}
-	for _, c := range []byte(host + bind) {
-		if c <= ' ' || c >= 0x7f || c == '/' {
-			return bad("address with byte %#x", c)
-		}
+	case !validHost(host):
+		return bad("target %q is not a host name or IP address", host)
+	case bind != "" && !validHost(bind):
+		return bad("listen address %q is not a host name or IP address", bind)
 	}
 	return Forward{
 		Listen: net.JoinHostPort(bind, port),

@@ -259,6 +259,9 @@ func ClassifyRequest(req *http.Request) (RequestKind, string, error) {
 		if err != nil || host == "" {
 			return 0, "", errors.New("CONNECT needs host:port")
 		}
+		if !validHost(host) {
+			return 0, "", errors.New("CONNECT host is not a host name or IP address")
+		}
 		if _, err := parsePort(port, false); err != nil {
 			return 0, "", fmt.Errorf("CONNECT port: %v", err)
 		}
@@ -273,8 +276,8 @@ func ClassifyRequest(req *http.Request) (RequestKind, string, error) {
 		if port == "" {
 			port = "80"
 		}
-		if host == "" {
-			return 0, "", errors.New("URL without a host")
+		if host == "" || !validHost(host) {
+			return 0, "", errors.New("URL without a valid host")
 		}
 		if _, err := parsePort(port, false); err != nil {
 			return 0, "", fmt.Errorf("URL port: %v", err)

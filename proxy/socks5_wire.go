@@ -63,7 +63,8 @@ type SOCKSRequest struct {
 }
 
 // ReadSOCKSRequest reads a request (RFC 1928 section 4) from r. A domain
-// name must be 1 to 255 printable ASCII bytes; it is returned unresolved.
+// name must be 1 to 255 bytes of a host name's alphabet (see checkName);
+// it is returned unresolved.
 // Port 0 is allowed because UDP ASSOCIATE uses it; CONNECT refuses it.
 func ReadSOCKSRequest(r io.Reader) (SOCKSRequest, error) {
 	var hdr [3]byte
@@ -124,18 +125,30 @@ func readSOCKSAddr(r io.Reader) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(int(binary.BigEndian.Uint16(port[:])))), nil
 }
 
-// checkName accepts a domain name of printable ASCII without spaces, so
-// that nothing odd reaches the resolver or a log line.
+// checkName accepts a host name of letters, digits, '-', '_' and '.', so
+// that nothing odd reaches the resolver or a log line and "name:port"
+// splits back into the two. (An IPv6 literal comes with its own address
+// type, never as a name.)
 func checkName(name []byte) error {
 	if len(name) == 0 {
 		return fmt.Errorf("%w: empty domain name", ErrSOCKSProtocol)
 	}
 	for _, c := range name {
-		if c <= ' ' || c >= 0x7f {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '_' || c == '.') {
 			return fmt.Errorf("%w: domain name with byte %#x", ErrSOCKSProtocol, c)
 		}
 	}
 	return nil
+}
+
+// validHost reports whether host is an IP literal or a host name that
+// checkName accepts.
+func validHost(host string) bool {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	return len(host) <= 255 && checkName([]byte(host)) == nil
 }
 
 // appendSOCKSAddr appends ATYP, ADDR and PORT for ap.

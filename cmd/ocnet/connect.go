@@ -40,6 +40,7 @@ type connectFlags struct {
 	logFormat        string
 
 	tun    tunFlags    // tun.go
+	proxy  proxyFlags  // proxyflags.go
 	policy policyFlags // policyflags.go
 }
 
@@ -77,6 +78,7 @@ func newConnectCmd() *cobra.Command {
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logging (secrets are redacted)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	f.tun.register(fl)
+	addProxyFlags(cmd, &f.proxy)
 	addPolicyFlags(fl, &f.policy)
 	return cmd
 }
@@ -96,6 +98,10 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 	}
 	if f.passwdOnStdin && f.cookieOnStdin {
 		return usageError{errors.New("--passwd-on-stdin and --cookie-on-stdin exclude each other")}
+	}
+	proxyOpts, err := f.proxy.options(f.passwdOnStdin || f.cookieOnStdin, f.socks, f.httpProxy)
+	if err != nil {
+		return usageError{err}
 	}
 	local, err := f.policy.local()
 	if err != nil {
@@ -142,6 +148,7 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 		NoDTLS:    f.noDTLS,
 		SOCKSAddr: f.socks,
 		HTTPAddr:  f.httpProxy,
+		Proxy:     proxyOpts,
 		Logger:    log,
 
 		ReconnectTimeout: f.reconnectTimeout,

@@ -52,7 +52,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newConnectCmd(), newStatusCmd(), newExplainCmd())
+	root.AddCommand(newConnectCmd(), newStatusCmd(), newNCCmd(), newExplainCmd())
 	var cpuProfile string
 	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile here")
 	root.PersistentFlags().MarkHidden("cpuprofile")
