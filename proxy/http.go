@@ -382,9 +382,14 @@ func (h *httpProxy) forward(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-// badGateway answers 502 with the dial error. The text names the
-// destination and the path tried; it carries no credentials.
+// badGateway answers 502 with the dial error, 403 when the policy refused
+// the flow. The text names the destination and the path tried; it carries
+// no credentials.
 func badGateway(w http.ResponseWriter, dst string, err error) {
+	if errors.Is(err, ErrRefused) {
+		http.Error(w, fmt.Sprintf("ocnet proxy: %s: %v", dst, err), http.StatusForbidden)
+		return
+	}
 	http.Error(w, fmt.Sprintf("ocnet proxy: cannot reach %s: %v", dst, err),
 		http.StatusBadGateway)
 }

@@ -25,6 +25,10 @@ import (
 // no tunnel dialer.
 var ErrNoTunnel = errors.New("proxy: no tunnel")
 
+// ErrRefused means the policy lets a flow use neither the tunnel nor the
+// host (an app outside the tunnel's set with no bypass, say).
+var ErrRefused = errors.New("proxy: refused by policy")
+
 // Dialer opens a connection. The netstack is the tunnel's Dialer; a
 // *net.Dialer is the direct one.
 type Dialer interface {
@@ -115,14 +119,20 @@ func (r *Router) dial(ctx context.Context, network, addr string) (net.Conn, erro
 		return nil, fmt.Errorf("proxy: dial %s: no %s address for %s", addr, network, host)
 	}
 
+	name := host
+	if _, err := netip.ParseAddr(host); err == nil {
+		name = "" // an IP literal has no name
+	}
 	app := AppFrom(ctx)
+
 	var errs []error
 	for _, ip := range ips {
-		// TODO: decide with split's per-flow function, passing host (the
-		// name) and app, once split offers it (Policy.Decide(split.Flow{
-		// Addr, Name, App})); until then the app ID only reaches the log.
-		path := r.route(ip)
+		path, rule := r.decide(ip, name, app)
 		dst := netip.AddrPortFrom(ip, uint16(port)).String()
+		if path == split.Refuse {
+			errs = append(errs, fmt.Errorf("%s: %w (%s)", dst, ErrRefused, rule))
+			continue
+		}
 
 		conn, err := r.dialVia(ctx, path, network, dst)
 		if err == nil {
@@ -161,12 +171,13 @@ func (r *Router) resolver() *dnsproxy.Resolver {
 	return d.r
 }
 
-// route asks the policy; no policy means everything goes to the tunnel.
-func (r *Router) route(ip netip.Addr) split.Decision {
+// decide asks the policy about one flow; no policy means everything goes
+// to the tunnel.
+func (r *Router) decide(ip netip.Addr, name, app string) (split.Decision, split.Rule) {
 	if r.Policy == nil {
-		return split.Tunnel
+		return split.Tunnel, split.Rule{}
 	}
-	return r.Policy.Route(ip)
+	return r.Policy.Decide(split.Flow{Addr: ip, Name: name, App: app})
 }
 
 // dialVia dials dst on the path the policy chose.

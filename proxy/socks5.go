@@ -175,6 +175,8 @@ func (s *Server) socksConnect(ctx context.Context, conn net.Conn, br *bufio.Read
 func replyCode(err error) byte {
 	msg := err.Error()
 	switch {
+	case errors.Is(err, ErrRefused):
+		return repNotAllowed
 	case errors.Is(err, ErrNoTunnel), errors.Is(err, syscall.ENETUNREACH),
 		strings.Contains(msg, "network is unreachable"):
 		return repNetUnreachable

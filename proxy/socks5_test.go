@@ -14,12 +14,15 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	xproxy "golang.org/x/net/proxy"
+
+	"github.com/ocnet/ocnet/split"
 )
 
 // appDialer dials loopback like recordingDialer and remembers the app ID
@@ -401,5 +404,81 @@ func TestSOCKSUDPHeader(t *testing.T) {
 		if _, _, err := ParseSOCKSUDP(bad); err == nil {
 			t.Errorf("%s: ParseSOCKSUDP accepted %v", name, bad)
 		}
+	}
+}
+
+// TestPerAppRules checks that the app a proxy learns reaches the policy:
+// an app outside allowed-apps is refused (no bypass) on both proxies,
+// another goes through, and without bypass refusal it goes direct.
+func TestPerAppRules(t *testing.T) {
+	echo := startEcho(t)
+	_, port, _ := net.SplitHostPort(echo)
+	dst := corpIP + ":" + port
+	allowed, err := split.ParseAppList("com.example.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, refuse := range []bool{true, false} {
+		t.Run(fmt.Sprintf("refuse=%v", refuse), func(t *testing.T) {
+			tunnel, direct := &appDialer{}, &appDialer{}
+			policy := &split.Policy{
+				Include: pfxs(corpNet),
+				Apps:    split.AppRules{Allowed: allowed, Refuse: refuse},
+			}
+			socksAddr, httpAddr := servers(t, &Router{Policy: policy, Tunnel: tunnel, Direct: direct},
+				Options{})
+
+			ok := &SOCKSClient{Server: socksAddr, App: "com.example.ssh"}
+			conn, err := ok.Dial(t.Context(), dst)
+			if err != nil {
+				t.Fatalf("allowed app: %v", err)
+			}
+			conn.Close()
+
+			other := &SOCKSClient{Server: socksAddr, App: "org.other.app"}
+			conn, err = other.Dial(t.Context(), dst)
+			switch {
+			case refuse && (err == nil || !strings.Contains(err.Error(), "not allowed")):
+				t.Errorf("app outside allowed-apps: %v, want a not-allowed reply", err)
+			case !refuse && err != nil:
+				t.Errorf("app outside allowed-apps without refusal: %v", err)
+			}
+			if conn != nil {
+				conn.Close()
+			}
+
+			hc, err := net.Dial("tcp", httpAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer hc.Close()
+			hc.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(hc, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n",
+				dst, dst, "Basic "+base64.StdEncoding.EncodeToString([]byte("org.other.app:x")))
+			resp, err := http.ReadResponse(bufio.NewReader(hc), &http.Request{Method: "CONNECT"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := http.StatusOK
+			if refuse {
+				want = http.StatusForbidden
+			}
+			if resp.StatusCode != want {
+				t.Errorf("HTTP CONNECT for app outside allowed-apps: %d, want %d", resp.StatusCode, want)
+			}
+
+			wantT := []string{"tcp " + dst + " com.example.ssh"}
+			if got := tunnel.seen(); !slices.Equal(got, wantT) {
+				t.Errorf("tunnel dials %q, want %q", got, wantT)
+			}
+			var wantD []string
+			if !refuse {
+				wantD = []string{"tcp " + dst + " org.other.app", "tcp " + dst + " org.other.app"}
+			}
+			if got := direct.seen(); !slices.Equal(got, wantD) {
+				t.Errorf("direct dials %q, want %q", got, wantD)
+			}
+		})
 	}
 }
