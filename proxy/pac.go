@@ -8,10 +8,15 @@ package proxy
 //  2. names under the tunnel's DNS domains, and short names when the
 //     headend gave a domain, go to the proxy (resolving them locally
 //     would leak them);
-//  3. with "tunnel all DNS", every other name goes to the proxy too;
+//  3. with "tunnel all DNS", or any --include name, every other name goes
+//     to the proxy too;
 //  4. other names are resolved by the browser and, like IP literals,
-//     checked against the routes, most specific first, exactly as
-//     split.Policy.Route orders them; the tunnel's DNS servers first.
+//     checked against the routes in split.Policy.Decide's order (see
+//     pacRoutes).
+//
+// The per-app lists and the tunnel's missing address families cannot be
+// told from a URL; such flows reach the proxy, which refuses or bypasses
+// them as the policy says.
 //
 // Sending a flow to the proxy is always safe, since the Router decides
 // again; DIRECT is an optimisation that must only be given for traffic
@@ -37,19 +42,33 @@ type pacRoute struct {
 	tunnel bool
 }
 
-// pacRoutes orders the policy's routes as the PAC file tests them: DNS
-// servers first, then longest prefix first, an exclude before an include
-// of the same length. The local-LAN marker is no route and is skipped.
+// pacRoutes orders the policy's routes as the PAC file tests them, in
+// split.Policy.Decide's order: the tunnel's DNS servers; the user's
+// --include/--exclude routes; the host's own subnets (direct); the
+// headend's routes. Within each list the longest prefix comes first, an
+// exclude before an include of the same length. The local-LAN marker is
+// no route and is skipped.
 func pacRoutes(p *split.Policy) []pacRoute {
-	var dns, routes []pacRoute
+	var out []pacRoute
 	for _, a := range p.DNSServers {
 		a = a.Unmap().WithZone("")
-		dns = append(dns, pacRoute{netip.PrefixFrom(a, a.BitLen()), true})
+		out = append(out, pacRoute{netip.PrefixFrom(a, a.BitLen()), true})
 	}
-	for _, pfx := range p.Include {
+	out = append(out, sortedRoutes(p.User.Include, p.User.Exclude)...)
+	for _, pfx := range p.LAN {
+		out = append(out, pacRoute{pfx.Masked(), false})
+	}
+	return append(out, sortedRoutes(p.Include, p.Exclude)...)
+}
+
+// sortedRoutes merges one include and one exclude list, most specific
+// first.
+func sortedRoutes(include, exclude []netip.Prefix) []pacRoute {
+	var routes []pacRoute
+	for _, pfx := range include {
 		routes = append(routes, pacRoute{pfx.Masked(), true})
 	}
-	for _, pfx := range p.Exclude {
+	for _, pfx := range exclude {
 		a := pfx.Addr()
 		if a.IsUnspecified() && pfx.Bits() == a.BitLen() {
 			continue
@@ -68,7 +87,7 @@ func pacRoutes(p *split.Policy) []pacRoute {
 		}
 		return 1
 	})
-	return append(dns, routes...)
+	return routes
 }
 
 // PAC returns a proxy auto-config script for policy p (nil means full
@@ -114,7 +133,9 @@ func PAC(p *split.Policy, proxyAddr string) []byte {
 		w(2, "if (isPlainHostName(host)) return tunnel;")
 	}
 	switch {
-	case p.TunnelAllDNS:
+	case p.TunnelAllDNS, !p.User.IncludeNames.Empty():
+		// The user's --include names are matched by the Router, which
+		// the script cannot restate: every name goes to the proxy.
 		w(2, "return tunnel;")
 	case len(routes) == 0:
 		w(2, "return %s;", def)

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -193,6 +194,15 @@ var pacPolicies = map[string]*split.Policy{
 		Include:      pfxs("10.0.0.0/8"),
 		TunnelAllDNS: true,
 	},
+	"user overrides and LAN": {
+		Include: pfxs("10.0.0.0/8"),
+		Exclude: pfxs("10.7.0.0/16"),
+		LAN:     pfxs("10.3.0.0/16", "192.168.1.0/24"),
+		User: split.Overrides{
+			Include: pfxs("192.168.1.128/25", "10.7.7.0/24"),
+			Exclude: pfxs("10.9.0.0/16"),
+		},
+	},
 	"same length include and exclude": {
 		Include: pfxs("10.0.0.0/8", "10.2.0.0/16"),
 		Exclude: pfxs("10.2.0.0/16"),
@@ -241,6 +251,13 @@ func TestPACNames(t *testing.T) {
 		{"full tunnel", "localhost", "DIRECT"},
 		{"tunnel all dns", "www.outside.example", proxy},
 		{"tunnel all dns", "8.8.8.8", "DIRECT"},
+		{"user overrides and LAN", "10.3.0.9", "DIRECT"},     // LAN
+		{"user overrides and LAN", "10.9.0.9", "DIRECT"},     // --exclude
+		{"user overrides and LAN", "10.7.7.7", proxy},        // --include beats split-exclude
+		{"user overrides and LAN", "10.7.8.8", "DIRECT"},     // split-exclude
+		{"user overrides and LAN", "192.168.1.200", proxy},   // --include beats LAN
+		{"user overrides and LAN", "192.168.1.20", "DIRECT"}, // LAN
+		{"user overrides and LAN", "10.4.0.1", proxy},        // split-include
 		{"same length include and exclude", "10.2.3.4", "DIRECT"},
 		{"same length include and exclude", "10.3.3.4", proxy},
 	}
@@ -262,7 +279,8 @@ func TestPACMatchesRoute(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			js := string(PAC(p, "127.0.0.1:1"))
 			var probes []netip.Addr
-			for _, pfx := range append(append(pfxs(), p.Include...), p.Exclude...) {
+			probed := slices.Concat(p.Include, p.Exclude, p.LAN, p.User.Include, p.User.Exclude)
+			for _, pfx := range probed {
 				for range 20 {
 					probes = append(probes, near(rng, pfx))
 				}
@@ -302,6 +320,20 @@ func near(rng *rand.Rand, pfx netip.Prefix) netip.Addr {
 		return a.Next().Unmap()
 	}
 	return a
+}
+
+func TestPACIncludeNamesSendAllNames(t *testing.T) {
+	names, err := split.ParseDomainList("wiki.partner.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &split.Policy{Include: pfxs("10.0.0.0/8"), User: split.Overrides{IncludeNames: names}}
+	js := string(PAC(p, "127.0.0.1:1"))
+	for _, host := range []string{"wiki.partner.example", "www.outside.example"} {
+		if got := evalPAC(t, js, host, nil); got != "PROXY 127.0.0.1:1" {
+			t.Errorf("%s: %q, want the proxy", host, got)
+		}
+	}
 }
 
 func TestPACDomainsSanitised(t *testing.T) {
