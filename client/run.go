@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ocnet/ocnet/auth"
 	"github.com/ocnet/ocnet/datapath"
 	"github.com/ocnet/ocnet/session"
 	"github.com/ocnet/ocnet/trust"
@@ -179,29 +180,35 @@ func (c *Client) reconnect(ctx context.Context) error {
 	reauthed := false
 
 	for attempt := 1; ; attempt++ {
+		// A login that fails for want of a headend (ocserv restarting
+		// refuses or resets connections for a few seconds) is retried
+		// like a failed CONNECT; only a refused login ends here. It used
+		// to end every reconnect at the first reset connection.
+		var err error
 		if c.getCookie() == "" {
-			if err := c.reauth(ctx); err != nil {
-				return err
+			if err = c.reauth(ctx); err == nil {
+				reauthed = true
 			}
-			reauthed = true
 		}
-
-		actx, cancel := context.WithTimeout(ctx, connectTimeout)
-		t, err := c.connect(actx, c.Config().Address.Addr())
-		cancel()
 		if err == nil {
-			c.adopt(t)
-			c.reconnects.Add(1)
-			c.log.Info("reconnected", "attempt", attempt,
-				"took", time.Since(start).Round(time.Millisecond))
-			return nil
+			actx, cancel := context.WithTimeout(ctx, connectTimeout)
+			var t *session.Tunnel
+			t, err = c.connect(actx, c.Config().Address.Addr())
+			cancel()
+			if err == nil {
+				c.adopt(t)
+				c.reconnects.Add(1)
+				c.log.Info("reconnected", "attempt", attempt,
+					"took", time.Since(start).Round(time.Millisecond))
+				return nil
+			}
 		}
 
 		var te *trust.Error
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case errors.As(err, &te):
+		case errors.As(err, &te), errors.Is(err, ErrSessionGone), loginRefused(err):
 			return err
 		case errors.Is(err, session.ErrCookieRejected):
 			if c.o.Reauth == nil || reauthed {
@@ -236,6 +243,13 @@ func (c *Client) reconnectLimit() time.Duration {
 		return d
 	}
 	return DefaultReconnectTimeout
+}
+
+// loginRefused says whether a failed re-login was the headend's answer
+// rather than the network's, so that trying again cannot help.
+func loginRefused(err error) bool {
+	return errors.Is(err, auth.ErrAuthFailed) || errors.Is(err, auth.ErrUnknownGroup) ||
+		errors.Is(err, auth.ErrNotAnyConnect)
 }
 
 func (c *Client) reauth(ctx context.Context) error {
