@@ -106,6 +106,7 @@ type Client struct {
 	cfg    *session.Config
 	tunnel *session.Tunnel
 	cstp   *datapath.CSTP
+	cstpOf *session.Tunnel // the tunnel cstp belongs to
 	cookie string
 
 	reconnects atomic.Int64
@@ -143,6 +144,9 @@ func Start(ctx context.Context, o Options) (*Client, error) {
 		return nil, err
 	}
 	c.stack.Store(stk)
+	// The channel is ready before Start returns, so a flow that starts at
+	// once does not lose its first packets.
+	c.attach(t)
 
 	pol := PolicyFrom(t.Config)
 	pol.Apply(o.Local)
@@ -390,6 +394,16 @@ func (c *Client) Err() error {
 // Close says goodbye to the headend (so it frees the session and cookie
 // at once), stops the proxies and tears the stack down.
 func (c *Client) Close() error {
+	return c.shutdown((*datapath.CSTP).Disconnect)
+}
+
+// Suspend ends the tunnel like Close but keeps the cookie valid on the
+// headend for a later Start (connect-on-demand's idle teardown).
+func (c *Client) Suspend() error {
+	return c.shutdown((*datapath.CSTP).Suspend)
+}
+
+func (c *Client) shutdown(bye func(*datapath.CSTP) error) error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
@@ -397,7 +411,7 @@ func (c *Client) Close() error {
 		cstp := c.cstp
 		c.mu.Unlock()
 		if cstp != nil {
-			err = cstp.Disconnect()
+			err = bye(cstp)
 		}
 		c.cancel()
 		<-c.done

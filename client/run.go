@@ -56,19 +56,11 @@ func (c *Client) run(ctx context.Context) error {
 // it ended because the rekey time came.
 func (c *Client) runTunnel(ctx context.Context) (rekey bool, err error) {
 	c.mu.Lock()
-	t := c.tunnel
-	cstp := datapath.NewCSTP(datapath.CSTPOptions{
-		Conn:      t.Conn,
-		Reader:    t.Reader,
-		DPD:       t.Config.DPD,
-		Keepalive: t.Config.Keepalive,
-		Deliver:   c.inject,
-		Flush:     c.flush,
-		Logger:    c.log,
-	})
-	c.cstp = cstp
+	t, cstp, of := c.tunnel, c.cstp, c.cstpOf
 	c.mu.Unlock()
-	c.sw.SetCSTP(cstp)
+	if cstp == nil || of != t {
+		cstp = c.attach(t)
+	}
 
 	dctx, stopDTLS := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -94,10 +86,31 @@ func (c *Client) runTunnel(ctx context.Context) (rekey bool, err error) {
 
 	err = cstp.Run(ctx)
 	c.sw.SetCSTP(nil)
+	c.mu.Lock()
+	c.cstp, c.cstpOf = nil, nil
+	c.mu.Unlock()
 	stopDTLS()
 	wg.Wait()
 	c.ended.addCSTP(cstp)
 	return rekeyed.Load(), err
+}
+
+// attach makes t's CSTP channel the one data uses.
+func (c *Client) attach(t *session.Tunnel) *datapath.CSTP {
+	cstp := datapath.NewCSTP(datapath.CSTPOptions{
+		Conn:      t.Conn,
+		Reader:    t.Reader,
+		DPD:       t.Config.DPD,
+		Keepalive: t.Config.Keepalive,
+		Deliver:   c.inject,
+		Flush:     c.flush,
+		Logger:    c.log,
+	})
+	c.mu.Lock()
+	c.cstp, c.cstpOf = cstp, t
+	c.mu.Unlock()
+	c.sw.SetCSTP(cstp)
+	return cstp
 }
 
 // dtlsRetry is the pause before a new DTLS attempt. ocserv drops a second

@@ -244,6 +244,20 @@ func (c *CSTP) Disconnect() error {
 	return err
 }
 
+// Suspend tells the headend the client is leaving for now (an empty
+// DISCONNECT): it frees the session's tunnel but keeps the cookie for a
+// later CONNECT. Then it closes the stream.
+func (c *CSTP) Suspend() error {
+	var err error
+	c.closeOnce.Do(func() {
+		c.closing.Store(true)
+		c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		err = c.writeControl(TypeDisconnect, nil)
+		c.conn.Close()
+	})
+	return err
+}
+
 // Abort closes the stream without telling the headend, which keeps the
 // session for a reconnect (a rekey by new tunnel does this).
 func (c *CSTP) Abort() { c.close() }

@@ -86,8 +86,10 @@ func (l *link) flush() {
 }
 
 // WritePackets implements stack.LinkEndpoint. It copies each packet behind
-// the caller's headroom into a pooled frame and passes it on; a refused
-// packet is counted and dropped, the rest of the batch still goes.
+// the caller's headroom into a pooled frame and passes it on. A packet the
+// datapath refuses (no channel up during a reconnect, a failed write) is
+// counted and dropped, as a network drops it: reporting an error instead
+// would close UDP endpoints for good, while TCP and DNS recover from loss.
 func (l *link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	fp := l.frames.Get().(*[]byte)
 	defer l.frames.Put(fp)
@@ -101,10 +103,6 @@ func (l *link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		}
 		if err := l.out(frame[:off]); err != nil {
 			l.outErrs.add(1)
-			if n == 0 {
-				return 0, &tcpip.ErrClosedForSend{}
-			}
-			break
 		}
 		n++
 	}

@@ -54,6 +54,13 @@ type Router struct {
 	// Direct dials from the host. Nil means a zero net.Dialer.
 	Direct Dialer
 
+	// Gate, when set, sees every flow's host (a name or an IP literal)
+	// before anything else. It may return a Dialer that then carries the
+	// whole flow, or nil to let the Router go on as usual; an error fails
+	// the flow. Connect-on-demand uses it to bring a tunnel up while the
+	// flow waits. Gate may block; it must honour ctx.
+	Gate func(ctx context.Context, host string) (Dialer, error)
+
 	// Logger receives one debug line per flow; nil discards.
 	Logger *slog.Logger
 
@@ -91,6 +98,15 @@ func (r *Router) Stats() Stats {
 // TODO: race IPv4 and IPv6 (Happy Eyeballs, RFC 8305) instead of trying
 // the addresses one after the other.
 func (r *Router) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if r.Gate != nil {
+		if d, err := r.gate(ctx, addr); err != nil || d != nil {
+			if err != nil {
+				r.failedFlows.Add(1)
+				return nil, err
+			}
+			return d.DialContext(ctx, network, addr)
+		}
+	}
 	conn, err := r.dial(ctx, network, addr)
 	if err != nil {
 		r.failedFlows.Add(1)
@@ -146,6 +162,14 @@ func (r *Router) dial(ctx context.Context, network, addr string) (net.Conn, erro
 		}
 	}
 	return nil, fmt.Errorf("proxy: dial %s: %w", addr, errors.Join(errs...))
+}
+
+func (r *Router) gate(ctx context.Context, addr string) (Dialer, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: dial %s: %w", addr, err)
+	}
+	return r.Gate(ctx, host)
 }
 
 // resolve returns the addresses of host, an IP literal or a name.

@@ -33,6 +33,8 @@ type connectFlags struct {
 	httpProxy     string
 	nonInter      bool
 	noDTLS        bool
+	onDemand      bool
+	idleTimeout   time.Duration
 	control       string
 
 	reconnectTimeout time.Duration
@@ -49,9 +51,13 @@ func newConnectCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "connect [flags] URL",
 		Short: "Log in to a headend and serve SOCKS5/HTTP proxies into its network",
-		Args:  cobra.ExactArgs(1),
+		Args:  cobra.RangeArgs(1, 2), // "--tun NAME URL": see tunFlags.takeName
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runConnect(cmd.Context(), f, args[0])
+			u, err := f.tun.takeName(args)
+			if err != nil {
+				return err
+			}
+			return runConnect(cmd.Context(), f, u)
 		},
 	}
 	fl := cmd.Flags()
@@ -71,6 +77,10 @@ func newConnectCmd() *cobra.Command {
 	fl.StringVar(&f.httpProxy, "http-proxy", "127.0.0.1:8080", `HTTP proxy listen address ("" = off)`)
 	fl.BoolVar(&f.nonInter, "non-inter", false, "never prompt; accept the banner")
 	fl.BoolVar(&f.noDTLS, "no-dtls", false, "keep data on the TLS channel; do not try DTLS")
+	fl.BoolVar(&f.onDemand, "on-demand", false,
+		"serve the proxies at once but bring the tunnel up only when a flow needs it")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", 5*time.Minute,
+		"with --on-demand: take the tunnel down after this long without flows")
 	fl.DurationVar(&f.reconnectTimeout, "reconnect-timeout", 0,
 		"give up a lost tunnel after this long (e.g. 20s); 0 = as long as the headend keeps the session")
 	fl.StringVar(&f.control, "control", defaultControlPath(),
@@ -116,6 +126,25 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 	}
 
 	stdin := bufio.NewReader(os.Stdin)
+	if f.onDemand {
+		if f.tun.enabled() || f.authenticate {
+			return usageError{errors.New("--on-demand works in proxy mode only")}
+		}
+		return runOnDemand(ctx, f, u, tlsConf, stdin, client.Options{
+			URL:       u,
+			TLS:       tlsConf,
+			UserAgent: f.useragent,
+			NoDTLS:    f.noDTLS,
+			SOCKSAddr: f.socks,
+			HTTPAddr:  f.httpProxy,
+			Proxy:     proxyOpts,
+			Logger:    log,
+			Local:     local,
+
+			ReconnectTimeout: f.reconnectTimeout,
+		}, log)
+	}
+
 	var cookie, banner, pin string
 	var reauth func(context.Context) (string, error)
 	if f.cookieOnStdin {
