@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/spf13/pflag"
@@ -22,9 +23,11 @@ import (
 // tunAuto is --tun without a name: the kernel picks one (tun0, tun1 ...).
 const tunAuto = "tun%d"
 
-// tunFlags are TUN mode's flags: --tun[=NAME], --tun-fd N, --script PATH.
+// tunFlags are TUN mode's flags: --tun [NAME], --interface NAME, --tun-fd N,
+// --script PATH.
 type tunFlags struct {
 	name   string
+	ifname string // --interface, openconnect's spelling
 	fd     int
 	script string
 
@@ -33,14 +36,62 @@ type tunFlags struct {
 
 func (t *tunFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&t.name, "tun", "",
-		"TUN mode: open a TUN device (--tun=NAME names it) and configure the host with --script")
+		"TUN mode: open a TUN device (--tun NAME URL or --tun=NAME names it) and configure "+
+			"the host with --script")
 	fl.Lookup("tun").NoOptDefVal = tunAuto
+	fl.StringVarP(&t.ifname, "interface", "i", "",
+		"TUN mode on a device of this name (openconnect's spelling of --tun=NAME)")
 	fl.IntVar(&t.fd, "tun-fd", -1, "TUN mode on a TUN device already open as file descriptor N")
 	fl.StringVar(&t.script, "script", tunmode.DefaultScript,
 		`vpnc-script that configures addresses, routes and resolver in TUN mode ("" = none)`)
 }
 
-func (t *tunFlags) enabled() bool { return t.name != "" || t.fd >= 0 }
+func (t *tunFlags) enabled() bool { return t.name != "" || t.ifname != "" || t.fd >= 0 }
+
+// takeName reads the connect command's arguments: the URL, preceded by
+// the device's name when --tun came without a value. pflag cannot give an
+// optional value from the next argument (it would swallow the URL of
+// "--tun URL"), so "--tun NAME URL" arrives as two arguments and the first
+// is taken as the name here. It returns the URL.
+func (t *tunFlags) takeName(args []string) (string, error) {
+	if t.ifname != "" {
+		if t.name != "" && t.name != tunAuto && t.name != t.ifname {
+			return "", usageError{fmt.Errorf("--tun=%s and --interface %s disagree",
+				t.name, t.ifname)}
+		}
+		t.name = t.ifname
+	}
+	switch {
+	case len(args) == 1:
+		return args[0], nil
+	case len(args) != 2:
+		return "", usageError{fmt.Errorf("want one URL, got %d arguments", len(args))}
+	case t.name != tunAuto:
+		return "", usageError{fmt.Errorf("want one URL, got two (%q %q); "+
+			"a device name follows a bare --tun", args[0], args[1])}
+	}
+	if err := checkIfName(args[0]); err != nil {
+		return "", usageError{fmt.Errorf("--tun %s %s: %w (use --tun NAME URL, "+
+			"flags before the URL)", args[0], args[1], err)}
+	}
+	t.name = args[0]
+	return args[1], nil
+}
+
+// checkIfName applies the kernel's rules for an interface name (at most
+// 15 bytes, no slash, colon or white space) and refuses what is plainly a
+// URL, which means the arguments came in the other order.
+func checkIfName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("%q is not a device name", name)
+	case len(name) > 15:
+		return fmt.Errorf("device name %q is longer than 15 bytes", name)
+	case strings.ContainsAny(name, "/: \t\n"):
+		return fmt.Errorf("%q is not a device name (a URL?)", name)
+	}
+	return nil
+}
 
 // divert is the client's Divert hook in TUN mode, nil otherwise.
 func (t *tunFlags) divert() func([]byte) bool {
@@ -69,7 +120,7 @@ func (t *tunFlags) start(ctx context.Context, c *client.Client, u *url.URL,
 		return func() {}, nil
 	}
 	if t.name != "" && t.fd >= 0 {
-		return nil, usageError{errors.New("--tun and --tun-fd exclude each other")}
+		return nil, usageError{errors.New("--tun (or --interface) and --tun-fd exclude each other")}
 	}
 	t.divert() // makes the engine if the client was started without it
 
