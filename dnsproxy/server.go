@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,6 +80,10 @@ func (r *Resolver) Answer(ctx context.Context, req *dns.Msg) *dns.Msg {
 // answerAddrs fills resp with the A or AAAA records of name.
 func (r *Resolver) answerAddrs(ctx context.Context, resp *dns.Msg, name string,
 	q dns.Question) {
+	if !strings.Contains(name, ".") && len(r.search) > 0 {
+		r.answerShort(ctx, resp, name, q)
+		return
+	}
 	if r.isTunnelName(name) {
 		if len(r.servers) == 0 || r.tunnel == nil {
 			resp.Rcode = dns.RcodeServerFailure
@@ -112,6 +117,23 @@ func (r *Resolver) answerAddrs(ctx context.Context, resp *dns.Msg, name string,
 		addrs[i] = a.Unmap()
 	}
 	resp.Answer = addrRRs(q.Name, q.Qtype, addrs, localTTL)
+}
+
+// answerShort answers a short name the way the proxies resolve it:
+// completed with each search domain and never asked bare, so that
+// "intranet", which the tunnel's default domain completes, does not reach
+// the local resolver. The records keep the name that was asked.
+func (r *Resolver) answerShort(ctx context.Context, resp *dns.Msg, name string,
+	q dns.Question) {
+	addrs, err := r.LookupNetIP(ctx, name)
+	switch {
+	case err == nil:
+		resp.Answer = addrRRs(q.Name, q.Qtype, addrs, localTTL)
+	case errors.Is(err, ErrNotFound):
+		resp.Rcode = dns.RcodeNameError
+	default:
+		resp.Rcode = dns.RcodeServerFailure
+	}
 }
 
 // forward passes a question of another type to the servers that own the

@@ -25,6 +25,7 @@ RUN=$STATE/run
 LOGS=$STATE/logs
 PKI=$STATE/pki
 WWW=$STATE/www
+WWW_NET=$STATE/www-net
 
 NS_HEAD=ocn$BED_ID-head
 NS_CLI=ocn$BED_ID-cli
@@ -34,6 +35,17 @@ LINK_CLI_DEV=ocn$BED_ID-c0
 LINK_HEAD_DEV=ocn$BED_ID-h0
 LINK_CLI_IP=198.18.$((20 + NET_ID)).2
 LINK_HEAD_IP=198.18.$((20 + NET_ID)).1
+
+# "the internet": a third namespace linked to the client, whose web server
+# sits outside the headend's split-include, so that a flow the policy sends
+# direct has somewhere to go. Its link is the /30 after the headend link's.
+NS_NET=ocn$BED_ID-net
+NET_CLI_DEV=ocn$BED_ID-c1
+NET_DEV=ocn$BED_ID-n0
+NET_CLI_IP=198.18.$((20 + NET_ID)).5
+NET_GW=198.18.$((20 + NET_ID)).6
+NET_WEB=198.18.$((20 + NET_ID)).10
+NET_NAME=www.internet.example
 
 # the corporate LAN behind the headend: one end of a veth pair whose peer
 # idles in the same namespace (this kernel has no dummy driver)
@@ -71,14 +83,16 @@ require_root() {
 netns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
 
 # pidfile_alive FILE: true when FILE names a running process whose command
-# starts with the file's base name (ocserv.pid -> ocserv-main), so that a pid
-# reused by an unrelated process after a reboot is never taken for ours.
+# starts with the file's base name up to any "-" (ocserv.pid -> ocserv-main,
+# nginx-net.pid -> nginx), so that a pid reused by an unrelated process after
+# a reboot is never taken for ours.
 pidfile_alive() {
-    local pid
+    local pid base
     [ -s "$1" ] || return 1
     pid=$(cat "$1")
+    base=$(basename "$1" .pid)
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
-        [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$(basename "$1" .pid)"* ]]
+        [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "${base%%-*}"* ]]
 }
 
 # end_pidfile FILE: TERM the process named in FILE, KILL it after 5 s.

@@ -27,6 +27,7 @@ import (
 // and addresses of instance N (OCNET_BED_ID=N) are derived in names.
 const (
 	corpDomain  = "corp.example"
+	netName     = "www.internet.example"
 	defaultDir  = "/tmp/ocnet-bed"
 	nobodyID    = "65534"
 	upTimeout   = 10 * time.Minute
@@ -98,6 +99,25 @@ type Bed struct {
 
 	// OcctlSocket is ocserv's control socket, for occtl -s.
 	OcctlSocket string
+
+	// VPNPool is the headend's address pool (198.19.20.0/24): the source
+	// address of the client's flows through the tunnel is in it.
+	VPNPool string
+
+	// NSNet is "the internet", linked to the client namespace. Its web
+	// server NetIP, outside the headend's routes, serves a page with
+	// NetText; the client reaches it directly from ClientNetIP. NetName is
+	// its name, which nothing in the bed resolves: a test that wants it
+	// runs a resolver on 127.0.0.53 in the client namespace.
+	NSNet, NetName, NetIP, NetText string
+	ClientNetIP                    string
+}
+
+// AccessLog is the access log of the bed's web server name ("nginx" on
+// the corporate LAN, "nginx-net" on the internet): one line per request,
+// the client's address first.
+func (b *Bed) AccessLog(name string) string {
+	return filepath.Join(b.State, "logs", name+"-access.log")
 }
 
 // instance is one bed brought up (or not) by this test binary.
@@ -167,6 +187,7 @@ func bringUp(id string, extra []string) (*Bed, error) {
 	}
 
 	corp := "intranet." + corpDomain
+	n, _ := strconv.Atoi(id) // names checked it; "" is 0
 	b := &Bed{
 		ID:          id,
 		Env:         append([]string{"OCNET_BED_ID=" + id}, extra...),
@@ -187,6 +208,12 @@ func bringUp(id string, extra []string) (*Bed, error) {
 		NSClient:    cli,
 		ClientDev:   dev,
 		OcctlSocket: filepath.Join(state, "run", "occtl.sock"),
+		VPNPool:     fmt.Sprintf("198.19.%d.0/24", 20+n),
+		NSNet:       "ocn" + id + "-net",
+		NetName:     netName,
+		NetIP:       fmt.Sprintf("198.18.%d.10", 20+n),
+		NetText:     "Hello from " + netName,
+		ClientNetIP: fmt.Sprintf("198.18.%d.5", 20+n),
 	}
 	if err := b.Up(context.Background()); err != nil {
 		return nil, err
