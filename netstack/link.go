@@ -97,16 +97,30 @@ func (l *link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 
 	n := 0
 	for _, pkt := range pkts.AsSlice() {
-		off := l.headroom
-		for _, s := range pkt.AsSlices() {
-			off += copy(frame[off:], s)
-		}
+		off := l.headroom + copyPacket(frame[l.headroom:], pkt)
 		if err := l.out(frame[:off]); err != nil {
 			l.outErrs.add(1)
 		}
 		n++
 	}
 	return n, nil
+}
+
+// copyPacket copies pkt's bytes into dst without building a slice of its
+// views (AsSlices allocates one per packet).
+func copyPacket(dst []byte, pkt *stack.PacketBuffer) int {
+	views, skip := pkt.AsViewList()
+	n := 0
+	for v := views.Front(); v != nil; v = v.Next() {
+		b := v.AsSlice()
+		if skip >= len(b) {
+			skip -= len(b)
+			continue
+		}
+		n += copy(dst[n:], b[skip:])
+		skip = 0
+	}
+	return n
 }
 
 func (l *link) MTU() uint32 {

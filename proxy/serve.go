@@ -164,9 +164,74 @@ func splice(a, b net.Conn) {
 	b.Close()
 }
 
+// Relay buffers. An idle flow waits in Read with only a small buffer, so
+// thousands of idle proxied connections stay cheap; a flow whose reads
+// fill it borrows a large pooled buffer until its reads come back short,
+// so a download moves in few, large writes.
+const (
+	idleBuf = 4 << 10
+	busyBuf = 128 << 10
+)
+
+var busyPool = sync.Pool{New: func() any {
+	b := make([]byte, busyBuf)
+	return &b
+}}
+
+// relay copies src to dst until src ends (nil) or either side fails.
+func relay(dst io.Writer, src io.Reader) error {
+	small := make([]byte, idleBuf)
+	for {
+		n, err := src.Read(small)
+		if n > 0 {
+			if _, werr := dst.Write(small[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			return eofIsNil(err)
+		}
+		if n < len(small) {
+			continue
+		}
+		if err := relayBusy(dst, src); err != nil {
+			return eofIsNil(err)
+		}
+	}
+}
+
+// relayBusy copies with a pooled large buffer while reads bring at least
+// idleBuf; it returns nil when the flow calms down.
+func relayBusy(dst io.Writer, src io.Reader) error {
+	bp := busyPool.Get().(*[]byte)
+	defer busyPool.Put(bp)
+	big := *bp
+	for {
+		n, err := src.Read(big)
+		if n > 0 {
+			if _, werr := dst.Write(big[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if n < idleBuf {
+			return nil
+		}
+	}
+}
+
+func eofIsNil(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
+
 // copyHalf copies src to dst and then half-closes dst.
 func copyHalf(dst, src net.Conn) {
-	_, err := io.Copy(dst, src)
+	err := relay(dst, src)
 	cw, ok := dst.(closeWriter)
 	if err != nil || !ok {
 		dst.Close()
