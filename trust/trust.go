@@ -10,10 +10,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 )
 
 // pinPrefix is the scheme openconnect uses for --servercert: the SHA-256 of
@@ -82,10 +84,14 @@ func TLSConfig(serverName string, o Options) (*tls.Config, error) {
 		return nil, err
 	}
 
-	roots, err := rootPool(o.CAFile)
+	extra, err := readCAFile(o.CAFile)
 	if err != nil {
 		return nil, err
 	}
+	// Loading the system roots takes tens of milliseconds; start now and
+	// wait only if a handshake needs them (a pinned key does not).
+	roots := sync.OnceValue(func() *x509.CertPool { return rootPool(extra) })
+	go roots()
 
 	v := &verifier{serverName: serverName, pins: pins, roots: roots}
 	return &tls.Config{
@@ -118,26 +124,49 @@ func parsePins(in []string) ([][]byte, error) {
 	return out, nil
 }
 
-// rootPool returns the system roots plus the certificates in caFile.
-func rootPool(caFile string) (*x509.CertPool, error) {
+// readCAFile parses the certificates in caFile ("" = none).
+func readCAFile(caFile string) ([]*x509.Certificate, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("trust: reading CA file: %w", err)
+	}
+	var certs []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, data = pem.Decode(data)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("trust: CA file %s: %w", caFile, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("trust: CA file %s holds no PEM certificate", caFile)
+	}
+	return certs, nil
+}
+
+// rootPool returns the system roots plus extra.
+func rootPool(extra []*x509.Certificate) *x509.CertPool {
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		// No system store (minimal containers): the CA file, if any, is
 		// then the only trust anchor.
 		pool = x509.NewCertPool()
 	}
-	if caFile == "" {
-		return pool, nil
+	for _, c := range extra {
+		pool.AddCert(c)
 	}
-
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("trust: reading CA file: %w", err)
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("trust: CA file %s holds no PEM certificate", caFile)
-	}
-	return pool, nil
+	return pool
 }
 
 // verifier holds one parsed policy; it is immutable and so safe for the
@@ -145,7 +174,7 @@ func rootPool(caFile string) (*x509.CertPool, error) {
 type verifier struct {
 	serverName string
 	pins       [][]byte
-	roots      *x509.CertPool
+	roots      func() *x509.CertPool
 }
 
 // check accepts a pinned leaf, else requires a chain to the roots that is
@@ -169,7 +198,7 @@ func (v *verifier) check(cs tls.ConnectionState) error {
 	}
 	_, err := leaf.Verify(x509.VerifyOptions{
 		DNSName:       v.serverName,
-		Roots:         v.roots,
+		Roots:         v.roots(),
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	})
