@@ -55,6 +55,9 @@ func StartOnDemand(o Options, idle time.Duration,
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	// An HTTP proxy's pooled upstream connection counts as an open flow
+	// and would hold the tunnel up for its whole pool lifetime.
+	o.Proxy.UpstreamIdle = time.Second
 	od := &OnDemand{o: o, idle: idle, log: o.Logger, cookie: cookie}
 	od.router = &proxy.Router{Gate: od.gate, Logger: o.Logger.With("sub", "router")}
 

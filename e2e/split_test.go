@@ -670,3 +670,93 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// waitUsers polls the headend until ok holds for the number of sessions
+// that are not in before, for at most d, and returns them.
+func waitUsers(t *testing.T, b *bed.Bed, before []int, d time.Duration,
+	ok func(n int) bool) ([]bed.Session, bool) {
+	t.Helper()
+
+	deadline := time.Now().Add(d)
+	for {
+		fresh := newSessionsNow(t, b, before)
+		if ok(len(fresh)) {
+			return fresh, true
+		}
+		if time.Now().After(deadline) {
+			return fresh, false
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestSplitOnDemand: with --on-demand the proxies serve at once and the
+// headend has no session; a flow to a never-connect name goes direct and
+// brings nothing up; the first corporate flow waits for the tunnel and
+// arrives from the VPN address; after --idle-timeout without flows the
+// session is gone again, and the next corporate flow brings it back.
+func TestSplitOnDemand(t *testing.T) {
+	const idle = 5 * time.Second
+	b := splitBed(t)
+	startRecorder(t, b)
+	before := sessionIDs(t, b)
+
+	socks, httpProxy, proxyFlags := proxyArgs(t, b)
+	args := loginArgs(b, "--cafile", b.CAFile, "--control", "", "--on-demand",
+		"--idle-timeout", idle.String(), "--on-demand-never", b.NetName,
+		"--on-demand-always", ".corp.example")
+	p := startOcnet(t, b, b.Password+"\n", append(append(args, proxyFlags...), b.URL)...)
+	p.waitReady()
+
+	none := func(n int) bool { return n == 0 }
+	if fresh, ok := waitUsers(t, b, before, 2*time.Second, func(n int) bool { return n > 0 }); ok {
+		t.Fatalf("a session exists before any flow: %+v", fresh)
+	}
+
+	tok := token("od-never")
+	curl(t, b, "--socks5-hostname", socks, netURL(b, tok))
+	if src := sourceOf(t, b, "nginx-net", tok); src != b.ClientNetIP {
+		t.Errorf("internet server saw %s, want the client's own %s", src, b.ClientNetIP)
+	}
+	if fresh, ok := waitUsers(t, b, before, time.Second, none); !ok {
+		t.Fatalf("a never-connect name brought the tunnel up: %+v", fresh)
+	}
+
+	for round := 1; round <= 2; round++ {
+		tok = token("od-corp")
+		begin := time.Now()
+		via := []string{"--socks5-hostname", socks}
+		if round == 2 {
+			via = []string{"--proxy", "http://" + httpProxy}
+		}
+		page := curl(t, b, append(via, corpURL(b, tok))...)
+		if !strings.Contains(page, b.CorpText) {
+			t.Fatalf("round %d: corporate page lacks %q:\n%s", round, b.CorpText, page)
+		}
+		t.Logf("round %d: first corporate flow answered %v after it started (tunnel up on demand)",
+			round, time.Since(begin).Round(time.Millisecond))
+		mine, ok := waitUsers(t, b, before, 5*time.Second, func(n int) bool { return n == 1 })
+		if !ok {
+			t.Fatalf("round %d: %d new sessions after the corporate flow, want 1", round, len(mine))
+		}
+		if src := sourceOf(t, b, "nginx", tok); src != mine[0].IPv4 {
+			t.Errorf("round %d: corporate server saw %s, want the VPN address %s", round, src,
+				mine[0].IPv4)
+		}
+
+		gone := time.Now()
+		if fresh, ok := waitUsers(t, b, before, idle+10*time.Second, none); !ok {
+			t.Fatalf("round %d: session still on the headend %v after the last flow: %+v",
+				round, time.Since(gone).Round(time.Second), fresh)
+		}
+		waited := time.Since(gone)
+		t.Logf("round %d: session gone %v after the last flow (idle timeout %v)", round,
+			waited.Round(100*time.Millisecond), idle)
+		if waited < idle-time.Second {
+			t.Errorf("round %d: session gone after %v, before the idle timeout %v", round,
+				waited, idle)
+		}
+	}
+	p.stop()
+	checkClean(t, p.stderr.String(), b.Password)
+}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // ErrAuthRequired means a proxy would listen beyond loopback without
@@ -55,6 +56,12 @@ type Options struct {
 
 	// Forwards are the -L local port forwards.
 	Forwards []Forward
+
+	// UpstreamIdle is how long the HTTP proxy keeps an idle upstream
+	// connection for the next request; 0 means 90 s. Connect-on-demand
+	// keeps it short, since a pooled connection is an open flow that
+	// holds the tunnel up.
+	UpstreamIdle time.Duration
 }
 
 // CheckExposure refuses a proxy listen address beyond loopback when no

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,7 +50,7 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 			DialContext:         r.DialContext,
 			DisableCompression:  true, // pass bodies through untouched
 			MaxIdleConnsPerHost: 4,
-			IdleConnTimeout:     90 * time.Second,
+			IdleConnTimeout:     cmp.Or(s.UpstreamIdle, 90*time.Second),
 			TLSHandshakeTimeout: 10 * time.Second,
 		},
 	}
