@@ -50,8 +50,15 @@ bench:
 bed-up:
 	$(SUDO) testbed/up
 
+# BED_IDS: the bed instances the e2e tests start (default, resilience,
+# split/proxy, TUN); bed-down stops them all.
+BED_IDS := default 2 4 6
+
 bed-down:
-	$(SUDO) testbed/down
+	@for id in $(BED_IDS); do \
+		[ $$id = default ] && id=; \
+		$(SUDO) env OCNET_BED_ID=$$id testbed/down >/dev/null 2>&1 || true; \
+	done
 
 # test: everything CI runs. The bed goes down at the end whatever failed.
 test: vet fmt-check
@@ -59,6 +66,6 @@ test: vet fmt-check
 	$(MAKE) --no-print-directory unit || rc=1; \
 	$(MAKE) --no-print-directory e2e || rc=1; \
 	[ $$rc -ne 0 ] || $(MAKE) --no-print-directory fuzz || rc=1; \
-	$(SUDO) testbed/down || true; \
+	$(MAKE) --no-print-directory bed-down; \
 	if [ $$rc -ne 0 ]; then echo "make test: FAILED"; else echo "make test: ok"; fi; \
 	exit $$rc
