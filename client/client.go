@@ -51,6 +51,12 @@ type Options struct {
 	// host flows to the device. pkt is only valid during the call.
 	Divert func(pkt []byte) bool
 
+	// OnReconnect, when set, is called after each reconnect with what the
+	// headend assigned this time (the address may have changed); TUN mode
+	// updates the device's address and routes from it. It runs on the
+	// client's goroutine before data flows again, so it should be quick.
+	OnReconnect func(cfg *session.Config)
+
 	// PortRange is the stack's local port range (see netstack.Config).
 	PortRange [2]uint16
 

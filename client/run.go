@@ -213,6 +213,9 @@ func (c *Client) reconnect(ctx context.Context) error {
 				c.reconnects.Add(1)
 				c.log.Info("reconnected", "attempt", attempt,
 					"took", time.Since(start).Round(time.Millisecond))
+				if c.o.OnReconnect != nil {
+					c.o.OnReconnect(t.Config)
+				}
 				return nil
 			}
 		}

@@ -103,7 +103,10 @@ func (r *Resolver) answerAddrs(ctx context.Context, resp *dns.Msg, name string,
 		return
 	}
 
-	addrs, err := r.local.LookupNetIP(ctx, "ip", name)
+	// Rooted, so that the local resolver adds no search domain of its
+	// own: a query on the wire is already complete, and "www" completed
+	// with the tunnel's domain must not reach the local servers.
+	addrs, err := r.local.LookupNetIP(ctx, "ip", dns.Fqdn(name))
 	if err != nil {
 		var de *net.DNSError
 		if errors.As(err, &de) && de.IsNotFound {

@@ -9,9 +9,10 @@
 //
 // Which path a packet takes:
 //
-//	from the TUN, to a tunnel DNS address, port 53   -> host stack -> DNS answer
+//	from the TUN, to a tunnel DNS address, port 53   -> host stack -> dnsproxy Answer
 //	from the TUN, destination routed to the tunnel   -> client.SendPacket (fast path)
-//	from the TUN, anything else                      -> host stack -> Router
+//	from the TUN, sent direct or refused by a rule   -> host stack -> Router
 //	from the tunnel, TCP/UDP port in PortRange       -> the VPN's netstack
+//	from the tunnel, ICMP error about such a packet  -> the VPN's netstack
 //	from the tunnel, anything else                   -> the TUN
 package tunmode

@@ -21,6 +21,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/ocnet/ocnet/client"
+	"github.com/ocnet/ocnet/proxy"
 	"github.com/ocnet/ocnet/split"
 )
 
@@ -55,6 +56,12 @@ type Options struct {
 	// configuration replaced them; names outside the tunnel's domains are
 	// asked of them, directly. Empty means such names fail.
 	HostDNS []netip.AddrPort
+
+	// Direct dials the flows that reach the TUN but that the policy sends
+	// direct (a user's --exclude inside the headend's routes). It must
+	// not route back into the TUN: see BoundDialer. Nil means a plain
+	// dialer, which loops for any destination the TUN routes.
+	Direct proxy.Dialer
 }
 
 // Engine is the TUN front end of one client. Create it before the client,
@@ -109,8 +116,9 @@ func (e *Engine) Stats() Stats {
 }
 
 // Divert is the client's Divert hook: it keeps an inbound tunnel packet
-// for the TUN unless it belongs to a flow of the VPN's own stack (TCP or
-// UDP to a port in PortRange). pkt is copied. Before Run it keeps nothing.
+// for the TUN unless it belongs to a flow of the VPN's own stack: TCP or
+// UDP to a port in PortRange, or an ICMP error quoting a packet sent from
+// one. pkt is copied. Before Run it keeps nothing.
 func (e *Engine) Divert(pkt []byte) bool {
 	if !e.running.Load() {
 		return false
@@ -119,13 +127,20 @@ func (e *Engine) Divert(pkt []byte) bool {
 	if !ok {
 		return false // the stack counts what is malformed
 	}
-	if k.ports && k.dport >= PortRange[0] && k.dport <= PortRange[1] {
+	if k.ports && inPortRange(k.dport) {
 		return false
+	}
+	if inner, ok := icmpErrorFlow(pkt, k); ok && inPortRange(inner.sport) {
+		return false // an error about a packet the VPN stack sent
 	}
 	if e.queue(pkt) {
 		e.diverted.Add(1)
 	}
 	return true
+}
+
+func inPortRange(port uint16) bool {
+	return port >= PortRange[0] && port <= PortRange[1]
 }
 
 // queue copies pkt into a buffer for the TUN writer. It blocks while the
@@ -165,7 +180,7 @@ func (e *Engine) Run(ctx context.Context, dev tun.Device, c *client.Client, o Op
 	mtu := c.MTU()
 	hs, err := newHostStack(ctx, hostStackConfig{
 		MTU:     mtu,
-		Router:  c.Router(),
+		Router:  hostRouter(c.Router(), o.Direct),
 		DNS:     dnsAddrs(o, c),
 		HostDNS: o.HostDNS,
 		Config:  c.Config(),
@@ -204,6 +219,20 @@ func (e *Engine) Run(ctx context.Context, dev tun.Device, c *client.Client, o Op
 	dev.Close() // ends the blocked read
 	wg.Wait()
 	return err
+}
+
+// hostRouter is the client's Router with the host stack's own direct
+// dialer: the client's dials direct through the host's routes, and those
+// lead into the TUN for the flows that come out of it.
+func hostRouter(r *proxy.Router, direct proxy.Dialer) *proxy.Router {
+	return &proxy.Router{
+		Policy:   r.Policy,
+		Resolver: r.Resolver,
+		Tunnel:   r.Tunnel,
+		Direct:   direct,
+		Gate:     r.Gate,
+		Logger:   r.Logger,
+	}
 }
 
 func dnsAddrs(o Options, c *client.Client) []netip.Addr {
@@ -251,7 +280,7 @@ func (e *Engine) route(pkt []byte, c *client.Client, pol *split.Policy, hs *host
 	case hs.isDNS(k):
 		e.hosted.Add(1)
 		hs.inject(pkt)
-	case pol == nil || pol.Route(k.dst) == split.Tunnel:
+	case pol == nil || decide(pol, k.dst) == split.Tunnel:
 		if err := c.SendPacket(pkt); err != nil {
 			e.dropped.Add(1)
 			return
@@ -261,6 +290,14 @@ func (e *Engine) route(pkt []byte, c *client.Client, pol *split.Policy, hs *host
 		e.hosted.Add(1)
 		hs.inject(pkt)
 	}
+}
+
+// decide is the policy's verdict on an address. A refused destination
+// goes to the host stack like a direct one, where the Router refuses the
+// flow with a reset; Policy.Route would send it into the tunnel.
+func decide(pol *split.Policy, dst netip.Addr) split.Decision {
+	d, _ := pol.Decide(split.Flow{Addr: dst})
+	return d
 }
 
 // writeDevice writes queued packets to the TUN, as many per call as are

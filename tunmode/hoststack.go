@@ -23,6 +23,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
+	"github.com/ocnet/ocnet/dnsproxy"
 	"github.com/ocnet/ocnet/proxy"
 	"github.com/ocnet/ocnet/session"
 )
@@ -56,7 +57,7 @@ type hostStack struct {
 	ep     *channel.Endpoint
 	router *proxy.Router
 	dns    []netip.Addr
-	answer *dnsAnswerer
+	res    *dnsproxy.Resolver // answers the host's DNS
 	log    *slog.Logger
 
 	ctx    context.Context
@@ -89,8 +90,8 @@ func newHostStack(ctx context.Context, c hostStackConfig) (*hostStack, error) {
 	hctx, cancel := context.WithCancel(ctx)
 	h := &hostStack{
 		s: s, ep: ep, router: c.Router, dns: c.DNS, log: c.Logger,
-		answer: newDNSAnswerer(c.Router, c.Config, c.HostDNS, c.Logger),
-		ctx:    hctx, cancel: cancel,
+		res: newDNSResolver(c.Router, c.Config, c.HostDNS, c.Logger),
+		ctx: hctx, cancel: cancel,
 	}
 	tf := tcp.NewForwarder(s, 0, maxTCPQueue, h.acceptTCP)
 	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tf.HandlePacket)
@@ -192,7 +193,7 @@ func (h *hostStack) acceptTCP(r *tcp.ForwarderRequest) {
 	go func() {
 		defer h.wg.Done()
 		if up == nil {
-			h.answer.serveTCP(h.ctx, down)
+			serveDNSTCP(h.ctx, h.res, down)
 			return
 		}
 		splice(h.ctx, down, up)
@@ -238,7 +239,7 @@ func (h *hostStack) acceptUDP(r *udp.ForwarderRequest) {
 		defer h.wg.Done()
 		defer down.Close()
 		if dst.Port() == 53 && slices.Contains(h.dns, dst.Addr()) {
-			h.answer.serveUDP(h.ctx, down)
+			serveDNSUDP(h.ctx, h.res, down)
 			return
 		}
 		h.relayUDP(down, dst)

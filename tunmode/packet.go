@@ -20,6 +20,7 @@ type flowKey struct {
 	sport    uint16
 	dport    uint16
 	ports    bool // sport and dport were read (TCP or UDP, first fragment)
+	l4       int  // offset of the transport header in the packet
 }
 
 // parseFlow reads the addresses, the transport protocol and, for TCP and
@@ -50,6 +51,7 @@ func parseFlow(pkt []byte) (flowKey, bool) {
 			return k, true // a later fragment carries no ports
 		}
 		l4 = pkt[ihl:]
+		k.l4 = ihl
 	case 6:
 		if len(pkt) < 40 {
 			return k, false
@@ -58,6 +60,7 @@ func parseFlow(pkt []byte) (flowKey, bool) {
 		k.src = netip.AddrFrom16([16]byte(pkt[8:24]))
 		k.dst = netip.AddrFrom16([16]byte(pkt[24:40]))
 		l4 = pkt[40:]
+		k.l4 = 40
 	default:
 		return k, false
 	}
@@ -68,4 +71,36 @@ func parseFlow(pkt []byte) (flowKey, bool) {
 		k.ports = true
 	}
 	return k, true
+}
+
+// icmpErrorFlow reads the packet an ICMP or ICMPv6 error message quotes
+// (destination unreachable, time exceeded, packet too big...), which is
+// the header of a packet the receiver sent: its source port says which
+// stack the error belongs to. It reports false for anything else,
+// echo replies included, and for a quote too short to carry ports.
+func icmpErrorFlow(pkt []byte, k flowKey) (flowKey, bool) {
+	const icmpHeader = 8 // type, code, checksum, 4 bytes of type data
+	if k.l4+icmpHeader > len(pkt) {
+		return flowKey{}, false
+	}
+	typ := pkt[k.l4]
+	switch {
+	case k.proto == protoICMP && pkt[0]>>4 == 4:
+		// RFC 792 and RFC 1191: unreachable, source quench, redirect,
+		// time exceeded, parameter problem.
+		if typ != 3 && typ != 4 && typ != 5 && typ != 11 && typ != 12 {
+			return flowKey{}, false
+		}
+	case k.proto == protoICMPv6 && pkt[0]>>4 == 6:
+		if typ >= 128 { // RFC 4443: error messages have types below 128
+			return flowKey{}, false
+		}
+	default:
+		return flowKey{}, false
+	}
+	inner, ok := parseFlow(pkt[k.l4+icmpHeader:])
+	if !ok || !inner.ports {
+		return flowKey{}, false
+	}
+	return inner, true
 }

@@ -69,5 +69,54 @@ func TestParseFlow(t *testing.T) {
 func FuzzParseFlow(f *testing.F) {
 	f.Add(ipv4Packet(protoUDP, "10.0.0.1", "10.0.0.53", 40000, 53, 0))
 	f.Add(ipv6Packet(protoTCP, "fd00::1", "fd00::2", 1, 443))
-	f.Fuzz(func(t *testing.T, b []byte) { parseFlow(b) })
+	f.Add(icmpError(3, ipv4Packet(protoUDP, "10.0.0.1", "10.0.0.53", 61234, 53, 0)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if k, ok := parseFlow(b); ok {
+			icmpErrorFlow(b, k)
+		}
+	})
+}
+
+// icmpError wraps the first bytes of quoted in an ICMP error of typ
+// (ICMPv6 when quoted is IPv6), sent from a router to the quoted source.
+func icmpError(typ byte, quoted []byte) []byte {
+	if len(quoted) > 0 && quoted[0]>>4 == 6 {
+		p := ipv6Packet(protoICMPv6, "fd00::fe", "fd00::1", 0, 0)[:40]
+		return append(append(p, typ, 0, 0, 0, 0, 0, 0, 0), quoted...)
+	}
+	p := ipv4Packet(protoICMP, "10.0.0.254", "10.0.0.1", 0, 0, 0)[:20]
+	return append(append(p, typ, 0, 0, 0, 0, 0, 0, 0), quoted...)
+}
+
+// TestDivertICMPError: an ICMP error goes to the stack that sent the
+// packet it quotes.
+func TestDivertICMPError(t *testing.T) {
+	stackUDP := ipv4Packet(protoUDP, "10.0.0.1", "10.0.0.53", 61234, 53, 0)
+	hostUDP := ipv4Packet(protoUDP, "10.0.0.1", "10.0.0.53", 40000, 53, 0)
+	stackTCP6 := ipv6Packet(protoTCP, "fd00::1", "fd00::2", 65000, 443)
+	hostTCP6 := ipv6Packet(protoTCP, "fd00::1", "fd00::2", 50000, 443)
+	for _, tc := range []struct {
+		name   string
+		pkt    []byte
+		divert bool // for the TUN
+	}{
+		{"unreachable for the stack", icmpError(3, stackUDP), false},
+		{"unreachable for the host", icmpError(3, hostUDP), true},
+		{"time exceeded for the stack", icmpError(11, stackUDP), false},
+		{"echo reply", icmpError(0, stackUDP), true},
+		{"v6 too big for the stack", icmpError(2, stackTCP6), false},
+		{"v6 unreachable for the host", icmpError(1, hostTCP6), true},
+		{"v6 echo reply", icmpError(129, stackTCP6), true},
+		{"quote without ports", icmpError(3, stackUDP[:21]), true},
+		{"no room for the icmp header", icmpError(3, stackUDP)[:24], true},
+		{"stack's own tcp", ipv4Packet(protoTCP, "10.0.0.2", "10.0.0.1", 80, 61000, 0), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := New(nil)
+			e.running.Store(true)
+			if got := e.Divert(tc.pkt); got != tc.divert {
+				t.Fatalf("Divert = %v, want %v", got, tc.divert)
+			}
+		})
+	}
 }

@@ -214,14 +214,9 @@ func (s *Script) Connect(ctx context.Context, tundev string, env []string) error
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("tunmode: state dir: %w", err)
 	}
-	st := stateFile{Script: s.path(), PID: os.Getpid(), Env: env}
-	data, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("tunmode: state: %w", err)
-	}
 	path := filepath.Join(dir, statePrefix()+tundev+".json")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return fmt.Errorf("tunmode: state: %w", err)
+	if err := s.writeState(path, env); err != nil {
+		return err
 	}
 	s.env, s.state = env, path
 
@@ -230,6 +225,44 @@ func (s *Script) Connect(ctx context.Context, tundev string, env []string) error
 		return err
 	}
 	return nil
+}
+
+// writeState records what a later start needs to undo env.
+func (s *Script) writeState(path string, env []string) error {
+	data, err := json.Marshal(stateFile{Script: s.path(), PID: os.Getpid(), Env: env})
+	if err != nil {
+		return fmt.Errorf("tunmode: state: %w", err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("tunmode: state: %w", err)
+	}
+	return nil
+}
+
+// Reconnect brings the host in line with a reconnected tunnel. When env is
+// what Connect installed, the script runs with reason=reconnect, which in
+// vpnc-script only runs the user's hooks, as after openconnect's
+// reconnects. When the headend assigned something else (an address,
+// routes, resolvers), the old configuration is taken down with
+// reason=disconnect and env set up with reason=connect; the state file
+// follows. It is a no-op without a Connect.
+func (s *Script) Reconnect(ctx context.Context, env []string) error {
+	if s.state == "" {
+		return nil
+	}
+	if slices.Equal(env, s.env) {
+		return run(ctx, s.path(), "reconnect", env, s.logger())
+	}
+
+	s.logger().Info("headend assigned a new configuration; reconfiguring the host")
+	if err := run(ctx, s.path(), "disconnect", s.env, s.logger()); err != nil {
+		s.logger().Warn("old host configuration not fully removed", "err", err)
+	}
+	if err := s.writeState(s.state, env); err != nil {
+		return err
+	}
+	s.env = env
+	return run(ctx, s.path(), "connect", env, s.logger())
 }
 
 // Disconnect runs reason=disconnect with the environment of Connect and

@@ -66,3 +66,43 @@ func TestHostResolvers(t *testing.T) {
 		t.Error("a missing file gave resolvers")
 	}
 }
+
+// TestScriptReconnect: the same configuration runs reason=reconnect; a new
+// one takes the old down and puts the new up, and the state file follows.
+func TestScriptReconnect(t *testing.T) {
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	script := filepath.Join(dir, "script")
+	body := "#!/bin/sh\necho \"$reason $INTERNAL_IP4_ADDRESS\" >> " + calls + "\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := &Script{Path: script, StateDir: filepath.Join(dir, "state")}
+	old := []string{"TUNDEV=tun9", "INTERNAL_IP4_ADDRESS=198.19.20.50"}
+	renewed := []string{"TUNDEV=tun9", "INTERNAL_IP4_ADDRESS=198.19.20.77"}
+
+	ctx := t.Context()
+	if err := s.Connect(ctx, "tun9", old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reconnect(ctx, slices.Clone(old)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reconnect(ctx, renewed); err != nil {
+		t.Fatal(err)
+	}
+	state, err := os.ReadFile(s.state)
+	if err != nil || !strings.Contains(string(state), "198.19.20.77") {
+		t.Errorf("state file after the new address: %q, %v", state, err)
+	}
+	if err := s.Disconnect(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	got, _ := os.ReadFile(calls)
+	want := "connect 198.19.20.50\nreconnect 198.19.20.50\ndisconnect 198.19.20.50\n" +
+		"connect 198.19.20.77\ndisconnect 198.19.20.77\n"
+	if string(got) != want {
+		t.Errorf("script ran:\n%s\nwant:\n%s", got, want)
+	}
+}

@@ -184,6 +184,7 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 		Reauth:           reauth,
 		Divert:           f.tun.divert(),
 		PortRange:        f.tun.portRange(),
+		OnReconnect:      f.tun.onReconnect(),
 		Local:            local,
 		DNSListen:        f.policy.dnsListen,
 	})

@@ -52,7 +52,8 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newConnectCmd(), newStatusCmd(), newNCCmd(), newExplainCmd())
+	root.AddCommand(newConnectCmd(), newStatusCmd(), newNCCmd(), newExplainCmd(),
+		newTunCleanupCmd())
 	var cpuProfile string
 	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile here")
 	root.PersistentFlags().MarkHidden("cpuprofile")

@@ -11,12 +11,15 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/ocnet/ocnet/client"
+	"github.com/ocnet/ocnet/session"
 	"github.com/ocnet/ocnet/tunmode"
 )
 
@@ -32,6 +35,11 @@ type tunFlags struct {
 	script string
 
 	engine *tunmode.Engine
+
+	// reconnected follows the host configuration after a reconnect; made
+	// by onReconnect, filled once the script has connected. A pointer,
+	// because the flags are passed by value.
+	reconnected *atomic.Pointer[func(*session.Config)]
 }
 
 func (t *tunFlags) register(fl *pflag.FlagSet) {
@@ -104,6 +112,20 @@ func (t *tunFlags) divert() func([]byte) bool {
 	return t.engine.Divert
 }
 
+// onReconnect is the client's OnReconnect hook in TUN mode, nil otherwise.
+func (t *tunFlags) onReconnect() func(*session.Config) {
+	if !t.enabled() {
+		return nil
+	}
+	hook := new(atomic.Pointer[func(*session.Config)])
+	t.reconnected = hook
+	return func(cfg *session.Config) {
+		if f := hook.Load(); f != nil {
+			(*f)(cfg)
+		}
+	}
+}
+
 // portRange keeps the VPN stack's ports apart from the host's in TUN mode.
 func (t *tunFlags) portRange() [2]uint16 {
 	if !t.enabled() {
@@ -142,6 +164,16 @@ func (t *tunFlags) start(ctx context.Context, c *client.Client, u *url.URL,
 		return nil, err
 	}
 
+	// Flows a rule sends direct leave through the headend's link, never
+	// back into the TUN; without it they are refused.
+	opts := tunmode.Options{HostDNS: hostDNS, Direct: refuseDirect{}}
+	if d, underlay, err := tunmode.BoundDialer(gw); err != nil {
+		log.Warn("flows sent direct from the TUN will fail", "err", err)
+	} else {
+		opts.Direct = d
+		log.Debug("direct flows from the TUN leave through", "device", underlay)
+	}
+
 	dev, err := t.open(c.MTU())
 	if err != nil {
 		return nil, err
@@ -157,7 +189,7 @@ func (t *tunFlags) start(ctx context.Context, c *client.Client, u *url.URL,
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := t.engine.Run(rctx, dev, c, tunmode.Options{HostDNS: hostDNS})
+		err := t.engine.Run(rctx, dev, c, opts)
 		if err != nil {
 			log.Error("tun stopped", "err", err)
 		}
@@ -173,9 +205,23 @@ func (t *tunFlags) start(ctx context.Context, c *client.Client, u *url.URL,
 			return nil, err
 		}
 	}
+	if script != nil && t.reconnected != nil {
+		reconf := func(cfg *session.Config) {
+			env := tunmode.ScriptEnv(cfg, tunmode.EnvOptions{
+				TunDev: name, Gateway: gw, MTU: c.MTU(), PID: os.Getpid(),
+			})
+			if err := script.Reconnect(rctx, env); err != nil {
+				log.Warn("host configuration after the reconnect", "err", err)
+			}
+		}
+		t.reconnected.Store(&reconf)
+	}
 	log.Info("tun ready", "device", name, "script", t.script, "host_dns", hostDNS)
 
 	return func() {
+		if t.reconnected != nil {
+			t.reconnected.Store(nil)
+		}
 		if script != nil {
 			if err := script.Disconnect(context.Background()); err != nil {
 				log.Warn("host configuration not fully restored", "err", err)
@@ -224,4 +270,40 @@ func gatewayAddr(ctx context.Context, u *url.URL) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("tun: headend address of %s: %w", u.Hostname(), err)
 	}
 	return addrs[0].Unmap(), nil
+}
+
+// refuseDirect fails direct flows when no dialer could be bound to the
+// underlay: dialled from the host's routes they would loop into the TUN.
+type refuseDirect struct{}
+
+func (refuseDirect) DialContext(context.Context, string, string) (net.Conn, error) {
+	return nil, errors.New("tun: no device to send direct flows through")
+}
+
+// newTunCleanupCmd undoes what a TUN session killed with SIGKILL left on
+// the host, without connecting: the next "connect --tun" does the same
+// before it starts, but a host that stays off the VPN needs it alone.
+func newTunCleanupCmd() *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "tun-cleanup",
+		Short: "Restore routes and resolver left by a TUN session that did not exit cleanly",
+		Long: "Runs the vpnc-script of every TUN session in this network namespace whose ocnet " +
+			"is gone with reason=disconnect and the environment it connected with, then " +
+			"removes its state file from " + tunmode.DefaultStateDir + ". Sessions of a " +
+			"running ocnet are left alone.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(verbose, "text")
+			if err != nil {
+				return err
+			}
+			s := &tunmode.Script{Logger: log}
+			n, err := s.Recover(cmd.Context())
+			fmt.Printf("restored %d TUN session(s)\n", n)
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	return cmd
 }
