@@ -202,17 +202,18 @@ func (h *Headend) connect(w http.ResponseWriter, r *http.Request) {
 		hdr = append(hdr, fmt.Sprintf("X-CSTP-Rekey-Time: %d", rt),
 			"X-CSTP-Rekey-Method: new-tunnel")
 	}
-	rw.WriteString(strings.Join(hdr, "\r\n") + "\r\n\r\n")
-	rw.Flush()
-
 	// A new CONNECT with the cookie takes the session over, as ocserv's
-	// does: the old stream ends.
+	// does: the old stream ends. The new one is current before the reply
+	// goes out, so a test that acts once the client is up finds it.
 	h.mu.Lock()
 	if h.current != nil {
 		h.current.Close()
 	}
 	h.current = conn
 	h.mu.Unlock()
+
+	rw.WriteString(strings.Join(hdr, "\r\n") + "\r\n\r\n")
+	rw.Flush()
 
 	h.readFrames(conn, rw.Reader)
 }
