@@ -167,19 +167,17 @@ func (c *CSTPReader) ReadFrame(buf []byte) (Type, []byte, error) {
 	return t, buf[CSTPHeaderLen:end], nil
 }
 
-// skip discards an n-byte payload that does not fit in buf, using buf as
-// scratch space, so that the next ReadFrame starts on a header again.
+// skip discards an n-byte payload that does not fit in buf, so that the
+// next ReadFrame starts on a header again. buf keeps the header for the
+// caller. It used buf as scratch once: that overwrote the header, and a
+// buffer of exactly CSTPHeaderLen bytes left no room and looped forever
+// (found by FuzzCSTPFrame; the crasher is in its corpus).
 func (c *CSTPReader) skip(buf []byte, t Type, n int) error {
-	size := n
-	for n > 0 {
-		chunk := min(n, len(buf))
-		if _, err := io.ReadFull(c.r, buf[:chunk]); err != nil {
-			return unexpectedEOF(err)
-		}
-		n -= chunk
+	if _, err := io.CopyN(io.Discard, c.r, int64(n)); err != nil {
+		return unexpectedEOF(err)
 	}
 	return fmt.Errorf("%w: %s frame with %d-byte payload, buffer holds %d",
-		ErrFrameTooLarge, t, size, len(buf)-CSTPHeaderLen)
+		ErrFrameTooLarge, t, n, len(buf)-CSTPHeaderLen)
 }
 
 // unexpectedEOF turns a clean EOF inside a frame into io.ErrUnexpectedEOF,

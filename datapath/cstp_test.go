@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 // unhex decodes space-separated hex as written in protocol-testvectors.md.
@@ -324,5 +325,34 @@ func BenchmarkReadFrame(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestReadFrameHeaderOnlyBuffer is the regression test for a skip that
+// looped forever when the buffer held exactly one header.
+func TestReadFrameHeaderOnlyBuffer(t *testing.T) {
+	stream := append([]byte("STF\x01\x00\x04\x00\x00abcd"), "STF\x01\x00\x00\x07\x00"...)
+	r := NewCSTPReader(bytes.NewReader(stream))
+	buf := make([]byte, CSTPHeaderLen)
+
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := r.ReadFrame(buf)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrFrameTooLarge) {
+			t.Fatalf("err = %v, want ErrFrameTooLarge", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadFrame never returned")
+	}
+	if typ, n, err := ParseCSTPHeader(buf); err != nil || typ != TypeData || n != 4 {
+		t.Fatalf("header after skip: %v %d %v", typ, n, err)
+	}
+	typ, p, err := r.ReadFrame(buf)
+	if err != nil || typ != TypeKeepalive || len(p) != 0 {
+		t.Fatalf("next frame: %v %d %v", typ, len(p), err)
 	}
 }
