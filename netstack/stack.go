@@ -225,11 +225,11 @@ func (s *Stack) ListenTCP(ap netip.AddrPort) (net.Listener, error) {
 
 // Stats are the stack's packet counters.
 type Stats struct {
-	Injected       uint64 // inbound packets handed to the stack
-	OutDropped     uint64 // outbound packets the datapath refused
-	TCPRetransmits uint64 // segments TCP sent again
-	TCPBadSegments uint64 // inbound segments TCP refused
-	IPInvalid      uint64 // inbound packets that were not valid IP
+	Injected       uint64 `json:"injected"`         // inbound packets handed to the stack
+	OutDropped     uint64 `json:"out_dropped"`      // outbound packets the datapath refused
+	TCPRetransmits uint64 `json:"tcp_retransmits"`  // segments TCP sent again
+	TCPBadSegments uint64 `json:"tcp_bad_segments"` // inbound segments TCP refused
+	IPInvalid      uint64 `json:"ip_invalid"`       // inbound packets that were not valid IP
 }
 
 // Stats returns a snapshot of the counters.

@@ -76,9 +76,9 @@ type Router struct {
 
 // Stats counts the flows a Router has dialed since it was created.
 type Stats struct {
-	Tunnel uint64 // connected through the tunnel
-	Direct uint64 // connected directly
-	Failed uint64 // could not be resolved or connected
+	Tunnel uint64 `json:"tunnel"` // connected through the tunnel
+	Direct uint64 `json:"direct"` // connected directly
+	Failed uint64 `json:"failed"` // could not be resolved or connected
 }
 
 // Stats returns the flow counters. It is safe to call at any time.

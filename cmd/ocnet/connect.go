@@ -205,7 +205,7 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 	defer stopTun()
 
 	if b := firstNonEmpty(c.Config().Banner, banner); b != "" {
-		if err := showBanner(b, f.nonInter); err != nil {
+		if err := showBanner(ctx, b, f.nonInter); err != nil {
 			c.Close()
 			return err
 		}
@@ -263,15 +263,28 @@ func firstNonEmpty(s ...string) string {
 
 // showBanner prints the headend's banner and, for an interactive user who
 // did not pass --non-inter, asks to accept it as the Cisco client does.
-func showBanner(b string, nonInter bool) error {
+func showBanner(ctx context.Context, b string, nonInter bool) error {
 	fmt.Fprintf(os.Stderr, "\n%s\n\n", sanitize(b))
 	if nonInter || !term.IsTerminal(int(os.Stdin.Fd())) {
 		return nil
 	}
 	fmt.Fprint(os.Stderr, "Accept this banner? [y/N] ")
-	ans, _ := bufio.NewReader(os.Stdin).ReadString('\n')
-	if a := strings.ToLower(strings.TrimSpace(ans)); a == "y" || a == "yes" {
-		return nil
+
+	// The read cannot be interrupted, so it runs aside and Ctrl-C (ctx)
+	// wins; the goroutine ends with the process.
+	ans := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+		ans <- s
+	}()
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(os.Stderr)
+		return errors.New("banner not accepted (interrupted)")
+	case a := <-ans:
+		if a = strings.ToLower(strings.TrimSpace(a)); a == "y" || a == "yes" {
+			return nil
+		}
 	}
 	return errors.New("banner not accepted")
 }

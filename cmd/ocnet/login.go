@@ -89,6 +89,16 @@ type filler struct {
 	answers map[string]string // non-interactive answers, for reauth
 	asked   bool              // a person answered something
 	replay  map[string]string // when set, the only source of answers
+	message string            // the current form's prompt, shown before asking
+}
+
+// prompt shows the form's message once, then the field's label.
+func (f *filler) prompt(label string) {
+	if f.message != "" {
+		fmt.Fprintf(os.Stderr, "%s\n", sanitize(f.message))
+		f.message = ""
+	}
+	fmt.Fprintf(os.Stderr, "%s ", label)
 }
 
 func (f *filler) fill(ctx context.Context, form *auth.Form) error {
@@ -98,9 +108,8 @@ func (f *filler) fill(ctx context.Context, form *auth.Form) error {
 	if form.Error != "" {
 		fmt.Fprintf(os.Stderr, "Headend says: %s\n", sanitize(form.Error))
 	}
-	if form.Message != "" && f.tty {
-		fmt.Fprintf(os.Stderr, "%s\n", sanitize(form.Message))
-	}
+	// The form's message is shown only if a person is asked something.
+	f.message = form.Message
 
 	for _, fd := range form.Fields {
 		if err := f.answer(fd); err != nil {
@@ -144,7 +153,7 @@ func (f *filler) answer(fd *auth.Field) error {
 			return fmt.Errorf("%w: the headend asks for %q; give it with --user or "+
 				"run interactively", auth.ErrAuthFailed, label)
 		}
-		fmt.Fprintf(os.Stderr, "%s ", label)
+		f.prompt(label)
 		v, err := readLine(bufio.NewReader(os.Stdin))
 		if err != nil {
 			return fmt.Errorf("reading %q: %w", label, err)
@@ -168,7 +177,7 @@ func (f *filler) answer(fd *auth.Field) error {
 			return fmt.Errorf("%w: the headend asks for %q; use --passwd-on-stdin or "+
 				"run interactively", auth.ErrAuthFailed, label)
 		}
-		fmt.Fprintf(os.Stderr, "%s ", label)
+		f.prompt(label)
 		b, err := term.ReadPassword(int(os.Stdin.Fd()))
 		fmt.Fprintln(os.Stderr)
 		if err != nil {
