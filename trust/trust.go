@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -129,9 +130,9 @@ func readCAFile(caFile string) ([]*x509.Certificate, error) {
 	if caFile == "" {
 		return nil, nil
 	}
-	data, err := os.ReadFile(caFile)
+	data, err := readLimited(caFile, maxCAFile)
 	if err != nil {
-		return nil, fmt.Errorf("trust: reading CA file: %w", err)
+		return nil, err
 	}
 	var certs []*x509.Certificate
 	for {
@@ -153,6 +154,35 @@ func readCAFile(caFile string) ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("trust: CA file %s holds no PEM certificate", caFile)
 	}
 	return certs, nil
+}
+
+// maxCAFile bounds a CA bundle; the largest system bundles are under 1 MiB.
+const maxCAFile = 8 << 20
+
+// readLimited reads a regular file of at most max bytes, so a path such as
+// /dev/zero or a FIFO is refused instead of read without end.
+func readLimited(path string, max int64) ([]byte, error) {
+	// Stat before opening: opening a FIFO would block.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("trust: reading CA file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("trust: CA file %s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("trust: reading CA file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("trust: reading CA file: %w", err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("trust: CA file %s is larger than %d MiB", path, max>>20)
+	}
+	return data, nil
 }
 
 // rootPool returns the system roots plus extra.

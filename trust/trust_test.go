@@ -248,3 +248,11 @@ func mustSPKI(t *testing.T, pub any) []byte {
 	}
 	return der
 }
+
+func TestCAFileNotRegular(t *testing.T) {
+	for _, path := range []string{"/dev/zero", t.TempDir()} {
+		if _, err := TLSConfig("vpn.example.com", Options{CAFile: path}); err == nil {
+			t.Errorf("CA file %s accepted", path)
+		}
+	}
+}

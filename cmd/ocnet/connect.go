@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/ocnet/ocnet/auth"
 	"github.com/ocnet/ocnet/client"
+	"github.com/ocnet/ocnet/proxy"
 	"github.com/ocnet/ocnet/trust"
 )
 
@@ -116,6 +118,9 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 	local, err := f.policy.local()
 	if err != nil {
 		return err
+	}
+	if err := checkLocal(f, proxyOpts); err != nil {
+		return usageError{err}
 	}
 
 	tlsConf, err := trust.TLSConfig(u.Hostname(), trust.Options{
@@ -303,4 +308,54 @@ func sanitize(s string) string {
 // shellQuote wraps s in single quotes for sh.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// checkLocal catches mistakes that need no headend before logging in, so
+// they cost no login (an OTP, on some headends): bad durations, and listen
+// addresses that are malformed or already taken.
+func checkLocal(f connectFlags, po proxy.Options) error {
+	if f.reconnectTimeout < 0 {
+		return fmt.Errorf("--reconnect-timeout %v: must not be negative", f.reconnectTimeout)
+	}
+	if f.onDemand && f.idleTimeout <= 0 {
+		return fmt.Errorf("--idle-timeout %v: must be positive", f.idleTimeout)
+	}
+
+	type want struct{ flag, network, addr string }
+	ws := []want{{"--socks", "tcp", f.socks}, {"--http-proxy", "tcp", f.httpProxy}}
+	if d := f.policy.dnsListen; d != "" {
+		ws = append(ws, want{"--dns-listen", "tcp", d}, want{"--dns-listen", "udp", d})
+	}
+	for _, fw := range po.Forwards {
+		ws = append(ws, want{"-L", "tcp", fw.Listen})
+	}
+
+	var held []io.Closer
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for _, w := range ws {
+		if w.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(w.addr); err != nil {
+			return fmt.Errorf("%s %q: %w", w.flag, w.addr, err)
+		}
+		// Hold each listener until all are checked, so two flags naming
+		// the same port clash here too.
+		var c io.Closer
+		var err error
+		if w.network == "udp" {
+			c, err = net.ListenPacket("udp", w.addr)
+		} else {
+			c, err = net.Listen("tcp", w.addr)
+		}
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", w.flag, w.addr, err)
+		}
+		held = append(held, c)
+	}
+	return nil
 }

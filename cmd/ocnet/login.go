@@ -112,14 +112,41 @@ func (f *filler) fill(ctx context.Context, form *auth.Form) error {
 	f.message = form.Message
 
 	for _, fd := range form.Fields {
-		if err := f.answer(fd); err != nil {
+		if err := f.answer(ctx, fd); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (f *filler) answer(fd *auth.Field) error {
+// readPassword reads from the terminal without echo; Ctrl-C (ctx) wins
+// over a read that cannot be interrupted, and then the terminal gets its
+// echo back here, since ReadPassword will not return to restore it.
+func readPassword(ctx context.Context) ([]byte, error) {
+	fd := int(os.Stdin.Fd())
+	saved, err := term.GetState(fd)
+	if err != nil {
+		return nil, err
+	}
+	type result struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		b, err := term.ReadPassword(fd)
+		ch <- result{b, err}
+	}()
+	select {
+	case <-ctx.Done():
+		term.Restore(fd, saved)
+		return nil, ctx.Err()
+	case r := <-ch:
+		return r.b, r.err
+	}
+}
+
+func (f *filler) answer(ctx context.Context, fd *auth.Field) error {
 	label := strings.TrimSpace(firstNonEmpty(fd.Label, fd.Name))
 	if f.replay != nil && (fd.Type == "text" || fd.Type == "password") {
 		if fd.Name == "username" && f.user != "" {
@@ -178,7 +205,7 @@ func (f *filler) answer(fd *auth.Field) error {
 				"run interactively", auth.ErrAuthFailed, label)
 		}
 		f.prompt(label)
-		b, err := term.ReadPassword(int(os.Stdin.Fd()))
+		b, err := readPassword(ctx)
 		fmt.Fprintln(os.Stderr)
 		if err != nil {
 			return fmt.Errorf("reading %q: %w", label, err)
