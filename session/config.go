@@ -462,7 +462,7 @@ func addrs(p func(*Config) *[]netip.Addr) func(*Config, string) error {
 func routes(p func(*Config) *[]netip.Prefix) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		for _, s := range splitList(v) {
-			r, err := parseRoute(s)
+			r, err := ParseRoute(s)
 			if err != nil {
 				return err
 			}
@@ -472,11 +472,12 @@ func routes(p func(*Config) *[]netip.Prefix) func(*Config, string) error {
 	}
 }
 
-// parseRoute reads a split route: "net/255.255.255.0" or "net/24" for
-// IPv4, "net/64" for IPv6, or a bare address as a host route. The result
-// is masked to the network.
-func parseRoute(s string) (netip.Prefix, error) {
-	addr, mask, hasMask := strings.Cut(s, "/")
+// ParseRoute reads a route the way headends write them: "net/24" or
+// "net/255.255.255.0" (IPv4 only, contiguous) for IPv4, "net/64" for IPv6,
+// or a bare address as a host route. The result is masked to the network.
+// split uses it for the user's --include and --exclude routes too.
+func ParseRoute(s string) (netip.Prefix, error) {
+	addr, mask, hasMask := strings.Cut(strings.TrimSpace(s), "/")
 	a, err := netip.ParseAddr(addr)
 	if err != nil || a.Zone() != "" {
 		return netip.Prefix{}, errors.New("not an address/mask route")

@@ -8,8 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
+
+	"github.com/ocnet/ocnet/session"
 )
 
 // ErrBadRule marks an entry of a rule list that cannot be parsed.
@@ -173,51 +174,15 @@ func (l AppList) Empty() bool { return len(l.entries) == 0 }
 // String returns the entries, comma separated.
 func (l AppList) String() string { return strings.Join(l.entries, ",") }
 
-// ParseRoute reads a route the way headends write them: "net/24",
-// "net/255.255.255.0" (IPv4 only, contiguous), "2001:db8::/32" or a bare
-// address as a host route. The result is masked to the network.
+// ParseRoute reads a route the way headends write them (session.ParseRoute:
+// "net/24", "net/255.255.255.0", "2001:db8::/32" or a bare address), with
+// errors that wrap ErrBadRule.
 func ParseRoute(s string) (netip.Prefix, error) {
-	addr, mask, hasMask := strings.Cut(strings.TrimSpace(s), "/")
-	a, err := netip.ParseAddr(addr)
-	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("%w: route %q: not an address", ErrBadRule, s)
+	p, err := session.ParseRoute(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%w: route %q: %w", ErrBadRule, s, err)
 	}
-	a = a.Unmap()
-
-	bits := a.BitLen()
-	if hasMask {
-		if bits, err = maskBits(a, mask); err != nil {
-			return netip.Prefix{}, fmt.Errorf("%w: route %q: %w", ErrBadRule, s, err)
-		}
-	}
-	return netip.PrefixFrom(a, bits).Masked(), nil
-}
-
-// maskBits returns a prefix length written as a number or, for IPv4, as
-// a contiguous dotted netmask.
-func maskBits(a netip.Addr, mask string) (int, error) {
-	if n, err := strconv.Atoi(mask); err == nil {
-		if n < 0 || n > a.BitLen() {
-			return 0, errors.New("prefix length out of range")
-		}
-		return n, nil
-	}
-
-	m, err := netip.ParseAddr(mask)
-	if err != nil || !a.Is4() || !m.Is4() {
-		return 0, errors.New("bad netmask")
-	}
-	b := m.As4()
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	ones := 0
-	for v&0x80000000 != 0 {
-		ones++
-		v <<= 1
-	}
-	if v != 0 {
-		return 0, errors.New("netmask is not contiguous")
-	}
-	return ones, nil
+	return p, nil
 }
 
 // ParseTargets reads an --include or --exclude value: routes (see
