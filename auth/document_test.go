@@ -52,7 +52,10 @@ const (
 <input type="text" name="username" label="Username:"></input>
 <input type="password" name="password" label="Password:"></input>
 <input type="password" name="secondary_password" label="Second Password:" second-auth="1"></input>
-<select name="group_list" label="GROUP:"><option value="employees" selected="true">employees</option><option value="contractors">contractors</option></select>
+<select name="group_list" label="GROUP:">
+<option value="employees" selected="true">employees</option>
+<option value="contractors">contractors</option>
+</select>
 </form></auth>
 </config-auth>
 `
@@ -66,7 +69,8 @@ const (
 `
 	asaSSO = `<?xml version="1.0" encoding="UTF-8"?>
 <config-auth client="vpn" type="auth-request" aggregate-auth-version="2">
-<auth id="main"><title>Login</title><message>Please complete the authentication process in the AnyConnect Login window.</message>
+<auth id="main"><title>Login</title>
+<message>Please complete the authentication process in the AnyConnect Login window.</message>
 <sso-v2-login>https://vpn.example.com/+CSCOE+/saml/sp/login?tgname=EMPLOYEES</sso-v2-login>
 <sso-v2-login-final>https://vpn.example.com/+CSCOE+/saml_ac_login.html</sso-v2-login-final>
 <sso-v2-token-cookie-name>acSamlv2Token</sso-v2-token-cookie-name>
