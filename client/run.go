@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -289,7 +290,7 @@ func (c *Client) adopt(t *session.Tunnel) {
 	c.tunnel, c.cfg = t, t.Config
 	c.mu.Unlock()
 
-	if samePrefixes(old.Prefixes(), t.Config.Prefixes()) {
+	if slices.Equal(old.Prefixes(), t.Config.Prefixes()) {
 		return
 	}
 	stk, err := c.newStack(t.Config)
@@ -302,8 +303,6 @@ func (c *Client) adopt(t *session.Tunnel) {
 	c.log.Warn("headend assigned a new address; open flows were reset",
 		"old", old.Prefixes(), "new", t.Config.Prefixes())
 }
-
-func samePrefixes(a, b any) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
 
 func (c *Client) getCookie() string {
 	c.mu.Lock()

@@ -234,25 +234,22 @@ func reasonText(p []byte) string {
 // logout code 0xB0), so it frees the session and the cookie at once, then
 // closes the stream. It is safe to call more than once.
 func (c *CSTP) Disconnect() error {
-	var err error
-	c.closeOnce.Do(func() {
-		c.closing.Store(true)
-		c.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		err = c.writeControl(TypeDisconnect, DisconnectPayload("user logout"))
-		c.conn.Close()
-	})
-	return err
+	return c.sayGoodbye(DisconnectPayload("user logout"))
 }
 
 // Suspend tells the headend the client is leaving for now (an empty
 // DISCONNECT): it frees the session's tunnel but keeps the cookie for a
 // later CONNECT. Then it closes the stream.
-func (c *CSTP) Suspend() error {
+func (c *CSTP) Suspend() error { return c.sayGoodbye(nil) }
+
+// sayGoodbye sends one DISCONNECT with payload, bounded to a second, and
+// closes the stream; only the first close of a channel says anything.
+func (c *CSTP) sayGoodbye(payload []byte) error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
 		c.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		err = c.writeControl(TypeDisconnect, nil)
+		err = c.writeControl(TypeDisconnect, payload)
 		c.conn.Close()
 	})
 	return err
