@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,6 +83,17 @@ func startOcnet(t *testing.T, b *bed.Bed, input string, args ...string) *ocnetPr
 	cmd := b.AsNobodyInClient(ctx, bin, args...)
 	cmd.Stdin = strings.NewReader(input)
 
+	return launch(t, b, cmd, cancel, args, readyMark, false)
+}
+
+// launch starts cmd (an ocnet built for the test), watches its stderr for
+// mark, and registers a cleanup that ends it by pid if it still runs:
+// SIGKILL, or with gentle SIGTERM first so it can restore the host (TUN
+// mode), then SIGKILL after 5 s.
+func launch(t *testing.T, b *bed.Bed, cmd *exec.Cmd, cancel context.CancelFunc,
+	args []string, mark string, gentle bool) *ocnetProc {
+	t.Helper()
+
 	p := &ocnetProc{
 		t:     t,
 		args:  args,
@@ -112,7 +124,7 @@ func startOcnet(t *testing.T, b *bed.Bed, input string, args ...string) *ocnetPr
 		for sc.Scan() {
 			line := sc.Text()
 			p.stderr.Write([]byte(line + "\n"))
-			if !ready && strings.Contains(line, readyMark) {
+			if !ready && strings.Contains(line, mark) {
 				ready = true
 				p.readyAt = time.Since(p.started)
 				close(p.ready)
@@ -125,12 +137,7 @@ func startOcnet(t *testing.T, b *bed.Bed, input string, args ...string) *ocnetPr
 	}()
 
 	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			syscall.Kill(p.pid, syscall.SIGKILL)
-			<-p.done
-		}
+		p.end(gentle)
 		if t.Failed() {
 			t.Logf("ocnet %s\nstdout:\n%s\nstderr:\n%s\nocserv log, last lines:\n%s",
 				strings.Join(p.args, " "), p.stdout.String(), p.stderr.String(),
@@ -138,6 +145,25 @@ func startOcnet(t *testing.T, b *bed.Bed, input string, args ...string) *ocnetPr
 		}
 	})
 	return p
+}
+
+// end ends the process if it still runs, by pid.
+func (p *ocnetProc) end(gentle bool) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	if gentle {
+		syscall.Kill(p.pid, syscall.SIGTERM)
+		select {
+		case <-p.done:
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
+	syscall.Kill(p.pid, syscall.SIGKILL)
+	<-p.done
 }
 
 // waitReady waits for the "proxy ready" line and fails t if the process
