@@ -29,8 +29,11 @@ func (u udpPeer) Write(p []byte) (int, error) { return u.WriteToUDP(p, u.peer) }
 func (u udpPeer) RemoteAddr() net.Addr        { return u.peer }
 
 // handshake runs a pion PSK handshake over loopback and hands the client's
-// socket to our record layer, as the session does against ocserv.
-func handshake(t *testing.T, suite dtls.CipherSuiteID) (*DTLS, *dtls.Conn, chan []byte) {
+// socket to our record layer, as the session does against ocserv. The
+// server sends early, if any, as soon as its side of the handshake is done,
+// and the client takes its time before it detaches the socket.
+func handshake(t *testing.T, suite dtls.CipherSuiteID, early ...[]byte) (*DTLS, *dtls.Conn,
+	chan []byte) {
 	t.Helper()
 	lo := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
 	srvSock, err := net.ListenUDP("udp", lo)
@@ -54,6 +57,9 @@ func handshake(t *testing.T, suite dtls.CipherSuiteID) (*DTLS, *dtls.Conn, chan 
 		if err != nil {
 			t.Error(err)
 		}
+		for _, p := range early {
+			c.Write(p)
+		}
 		srvc <- c
 	}()
 	hc := NewHandoffConn(cliSock)
@@ -70,6 +76,9 @@ func handshake(t *testing.T, suite dtls.CipherSuiteID) (*DTLS, *dtls.Conn, chan 
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(early) > 0 {
+		time.Sleep(50 * time.Millisecond) // pion's reader sees them first
+	}
 	sock, pending := hc.Detach()
 	cli.Close()
 
@@ -84,6 +93,32 @@ func handshake(t *testing.T, suite dtls.CipherSuiteID) (*DTLS, *dtls.Conn, chan 
 	}
 	t.Cleanup(func() { d.Close(); srv.Close(); srvSock.Close() })
 	return d, srv, got
+}
+
+// TestDTLSEarlyDataKept: records the headend sends right after its side
+// of the handshake, before the socket leaves pion, still reach the stack.
+// They used to be swallowed by pion's reader (a tunnel's first DNS answer
+// was lost that way).
+func TestDTLSEarlyDataKept(t *testing.T) {
+	var early [][]byte
+	for i := range 3 {
+		early = append(early, []byte{byte(TypeData), 0x45, byte(i)})
+	}
+	d, _, got := handshake(t, dtls.TLS_PSK_WITH_AES_128_GCM_SHA256, early...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+
+	for i := range early {
+		select {
+		case p := <-got:
+			if !bytes.Equal(p, early[i][1:]) {
+				t.Fatalf("packet %d: got %x, want %x", i, p, early[i][1:])
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("packet %d of %d sent before the handoff never arrived", i, len(early))
+		}
+	}
 }
 
 func TestDTLSRecordsInteroperateWithPion(t *testing.T) {

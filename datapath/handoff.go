@@ -11,6 +11,12 @@ import (
 // handshake over it, and after: Detach takes the socket away from pion so
 // the record layer owns it, with no datagram lost to pion's reader.
 //
+// The headend sends data as soon as its side of the handshake is done,
+// which can be before Detach: pion would take those records into a
+// buffer nobody reads, and the first packets of the tunnel (typically a
+// DNS answer) would vanish. Application-data records never reach pion:
+// they are kept for the record layer, in order.
+//
 // It also works around a pion flight-3 bug (protocol.md §4.2): when a
 // headend sends ServerHello and ServerHelloDone in separate datagrams, pion
 // mistakes the exchange for a session resumption and hangs. A datagram that
@@ -21,7 +27,7 @@ type HandoffConn struct {
 
 	readMu   sync.Mutex // held by pion's reader inside a socket read
 	detached atomic.Bool
-	pending  [][]byte // datagrams read for pion after Detach; guarded by readMu
+	pending  [][]byte // data datagrams kept for the record layer; guarded by readMu
 }
 
 // coalesceWait bounds how long a lone ServerHello waits for its partner.
@@ -38,12 +44,20 @@ func (h *HandoffConn) Read(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 
-	n, err := h.UDPConn.Read(p)
-	if h.detached.Load() {
-		if n > 0 {
-			h.pending = append(h.pending, append([]byte(nil), p[:n]...))
+	var n int
+	var err error
+	for {
+		n, err = h.UDPConn.Read(p)
+		if h.detached.Load() {
+			if n > 0 {
+				h.keep(p[:n])
+			}
+			return 0, net.ErrClosed
 		}
-		return 0, net.ErrClosed
+		if err != nil || !isAppData(p[:n]) {
+			break
+		}
+		h.keep(p[:n])
 	}
 	if err != nil || !loneServerHello(p[:n]) {
 		return n, err
@@ -56,6 +70,23 @@ func (h *HandoffConn) Read(p []byte) (int, error) {
 		n += m
 	}
 	return n, nil
+}
+
+// maxPending bounds the datagrams kept before Detach; more are dropped, as
+// a full socket buffer would drop them.
+const maxPending = 256
+
+// keep stores a copy of a datagram for the record layer; readMu is held.
+func (h *HandoffConn) keep(d []byte) {
+	if len(h.pending) < maxPending {
+		h.pending = append(h.pending, append([]byte(nil), d...))
+	}
+}
+
+// isAppData reports whether a datagram starts with an application-data
+// record (content type 23), which only the record layer can use.
+func isAppData(d []byte) bool {
+	return len(d) >= recordHeaderLen && d[0] == 23
 }
 
 // Write implements net.Conn for pion; after Detach pion's writes (its
@@ -75,8 +106,9 @@ func (h *HandoffConn) Close() error {
 	return h.UDPConn.Close()
 }
 
-// Detach ends pion's use of the socket and returns it, with any datagrams
-// pion's reader took after the handshake; they are the caller's to process.
+// Detach ends pion's use of the socket and returns it, with the
+// application-data datagrams that arrived before; they are the caller's to
+// process.
 func (h *HandoffConn) Detach() (*net.UDPConn, [][]byte) {
 	h.detached.Store(true)
 	// Wake a reader blocked in the socket, then wait for it to leave.

@@ -208,6 +208,28 @@ func TestTruncatedRetriesOverTCP(t *testing.T) {
 	}
 }
 
+// TestLostQueryResent: a UDP query that gets no answer goes out again
+// within its attempt, so one lost datagram does not fail the lookup.
+func TestLostQueryResent(t *testing.T) {
+	f := newFixture(t)
+	f.tunnel.dropUDP(1)
+
+	start := time.Now()
+	got, err := f.res.LookupNetIP(t.Context(), "v4only.corp.example")
+	if err != nil {
+		t.Fatalf("LookupNetIP after one lost query: %v", err)
+	}
+	if want := addrs("10.1.2.4"); !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if n := f.tunnel.count("v4only.corp.example", "udp"); n < 2 {
+		t.Errorf("server saw %d UDP queries, want the lost one sent again", n)
+	}
+	if d := time.Since(start); d >= attemptTimeout {
+		t.Errorf("lookup took %v, as long as a whole attempt", d)
+	}
+}
+
 func TestCache(t *testing.T) {
 	tests := []struct {
 		name      string

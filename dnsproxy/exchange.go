@@ -127,7 +127,7 @@ func roundTrip(ctx context.Context, network string, q *dns.Msg, srv string,
 
 	var reply *dns.Msg
 	if network == "udp" {
-		reply, err = roundTripUDP(conn, q.Id, wire)
+		reply, err = roundTripUDP(conn, q.Id, wire, deadline)
 	} else {
 		reply, err = roundTripTCP(conn, wire)
 	}
@@ -144,16 +144,37 @@ func roundTrip(ctx context.Context, network string, q *dns.Msg, srv string,
 	return reply, nil
 }
 
-// roundTripUDP writes one datagram and reads until a reply carrying id
-// arrives; stray replies to earlier, timed-out queries are skipped.
-func roundTripUDP(conn net.Conn, id uint16, wire []byte) (*dns.Msg, error) {
+// udpResend is when an unanswered UDP query goes out once more within its
+// attempt, as stub resolvers do: one datagram lost in the tunnel (its very
+// first packets race the DTLS handover) costs a second, not the flow.
+const udpResend = time.Second
+
+// roundTripUDP writes one datagram, again after udpResend if nothing came
+// back, and reads until a reply carrying id arrives or deadline passes;
+// stray replies to earlier, timed-out queries are skipped.
+func roundTripUDP(conn net.Conn, id uint16, wire []byte, deadline time.Time) (*dns.Msg, error) {
 	if _, err := conn.Write(wire); err != nil {
 		return nil, err
+	}
+	resend := time.Now().Add(udpResend)
+	if resend.Before(deadline) {
+		conn.SetReadDeadline(resend)
+	} else {
+		resend = time.Time{}
 	}
 
 	buf := make([]byte, 4096)
 	for {
 		n, err := conn.Read(buf)
+		var ne net.Error
+		if err != nil && !resend.IsZero() && errors.As(err, &ne) && ne.Timeout() {
+			resend = time.Time{}
+			conn.SetReadDeadline(deadline)
+			if _, err := conn.Write(wire); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

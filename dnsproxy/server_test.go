@@ -24,7 +24,16 @@ type testServer struct {
 	mu       sync.Mutex
 	rcode    int             // when non-zero, every reply carries it
 	truncate map[string]bool // names answered with TC set over UDP
+	drop     int             // UDP queries still to be ignored
 	queries  []seenQuery
+}
+
+// dropUDP makes the server ignore the next n UDP queries, as a lossy
+// path would.
+func (s *testServer) dropUDP(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.drop = n
 }
 
 // setRcode makes every later reply carry rcode.
@@ -103,7 +112,14 @@ func (s *testServer) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 	s.mu.Lock()
 	s.queries = append(s.queries, seenQuery{name, question.Qtype, network})
 	rcode, truncate := s.rcode, s.truncate[name]
+	lost := network == "udp" && s.drop > 0
+	if lost {
+		s.drop--
+	}
 	s.mu.Unlock()
+	if lost {
+		return
+	}
 
 	switch {
 	case rcode != 0:

@@ -702,7 +702,7 @@ func TestSplitOnDemand(t *testing.T) {
 	before := sessionIDs(t, b)
 
 	socks, httpProxy, proxyFlags := proxyArgs(t, b)
-	args := loginArgs(b, "--cafile", b.CAFile, "--control", "", "--on-demand",
+	args := loginArgs(b, "-v", "--cafile", b.CAFile, "--control", "", "--on-demand",
 		"--idle-timeout", idle.String(), "--on-demand-never", b.NetName,
 		"--on-demand-always", ".corp.example")
 	p := startOcnet(t, b, b.Password+"\n", append(append(args, proxyFlags...), b.URL)...)
