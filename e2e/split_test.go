@@ -621,7 +621,7 @@ func TestSplitBrowserPAC(t *testing.T) {
 				"--no-first-run", "--disable-background-networking",
 				"--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 				"--user-data-dir="+profile, "--proxy-pac-url="+pac, "--dump-dom", url)
-			cmd.Env = append(cleanEnvForBrowser(), "HOME="+profile)
+			cmd.Env = append(bed.CleanEnv(), "HOME="+profile)
 			var stderr lockedBuffer
 			cmd.Stderr = &stderr
 			// Chromium's helpers outlive it unless their group is ended.
@@ -646,21 +646,6 @@ func TestSplitBrowserPAC(t *testing.T) {
 		})
 	}
 	r.p.stop()
-}
-
-// cleanEnvForBrowser is the environment without proxy settings, which
-// chromium would otherwise take over the PAC file.
-func cleanEnvForBrowser() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		switch strings.ToLower(name) {
-		case "http_proxy", "https_proxy", "all_proxy", "no_proxy", "home":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
 }
 
 func lastLines(s string, n int) string {

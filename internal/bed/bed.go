@@ -306,13 +306,14 @@ func (b *Bed) AsNobodyInClient(ctx context.Context, name string, args ...string)
 		"--", name,
 	}, args...)
 	cmd := exec.CommandContext(ctx, "ip", argv...)
-	cmd.Env = append(cleanEnv(), "HOME=/tmp")
+	cmd.Env = append(CleanEnv(), "HOME=/tmp")
 	return cmd
 }
 
-// cleanEnv is the test's environment without proxy settings, which would
-// send the client's own traffic somewhere other than the bed.
-func cleanEnv() []string {
+// CleanEnv is this process's environment without proxy settings (which
+// would send a client's own traffic somewhere other than the bed) and
+// without HOME, which each caller sets for its program.
+func CleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
