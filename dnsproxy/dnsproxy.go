@@ -253,12 +253,14 @@ func (r *Resolver) lookupTunnel(ctx context.Context, name string) ([]netip.Addr,
 
 // query answers one question for name from the cache or the servers.
 // It returns the addresses and how long they stay valid; an NXDOMAIN
-// answer is errNXDomain, an empty one ErrNotFound.
+// answer is errNXDomain, an empty one ErrNotFound. Both kinds of negative
+// answer are cached too (see negativeTTL), so a program that retries a
+// missing name does not send a query through the tunnel each time.
 func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (
 	[]netip.Addr, time.Duration, error) {
 	key := cacheKey{name, qtype}
-	if addrs, ttl, ok := r.cache.get(key, time.Now()); ok {
-		return addrs, ttl, nil
+	if h, ok := r.cache.get(key, time.Now()); ok {
+		return h.addrs, h.ttl, h.err()
 	}
 
 	msg, err := r.exchange(ctx, name, qtype)
@@ -266,15 +268,16 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (
 		return nil, 0, err
 	}
 	if msg.Rcode == dns.RcodeNameError {
-		// TODO: cache negative answers for the SOA minimum (RFC 2308).
+		r.cache.putNegative(key, true, negativeTTL(msg), time.Now())
 		return nil, 0, errNXDomain
 	}
 
 	addrs, ttl := answerAddrs(msg, name, qtype)
-	r.cache.put(key, addrs, ttl, time.Now())
 	if len(addrs) == 0 {
+		r.cache.putNegative(key, false, negativeTTL(msg), time.Now())
 		return nil, 0, ErrNotFound
 	}
+	r.cache.put(key, addrs, ttl, time.Now())
 	return addrs, ttl, nil
 }
 

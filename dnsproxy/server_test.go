@@ -25,6 +25,7 @@ type testServer struct {
 	rcode    int             // when non-zero, every reply carries it
 	truncate map[string]bool // names answered with TC set over UDP
 	drop     int             // UDP queries still to be ignored
+	soa      dns.RR          // added to the authority of negative answers
 	queries  []seenQuery
 }
 
@@ -50,6 +51,14 @@ func (s *testServer) setTruncate(name string) {
 	s.truncate[name] = true
 }
 
+// setSOA puts rr in the authority section of every later NXDOMAIN and
+// NODATA reply, as an authoritative server does (RFC 2308 section 3).
+func (s *testServer) setSOA(rr dns.RR) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.soa = rr
+}
+
 type seenQuery struct {
 	name    string // lower case, no trailing dot
 	qtype   uint16
@@ -69,16 +78,12 @@ func startServer(t testing.TB, ip string, port uint16, records ...string) *testS
 		s.records = append(s.records, rr)
 	}
 
-	pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, itoa(port)))
+	// The UDP port the kernel picks may be taken for TCP: try a few.
+	pc, ln, err := listenBoth(net.JoinHostPort(ip, itoa(port)))
 	if err != nil {
-		t.Fatalf("listen udp: %v", err)
+		t.Fatalf("listen udp and tcp: %v", err)
 	}
 	udpPort := pc.LocalAddr().(*net.UDPAddr).Port
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, itoa(uint16(udpPort))))
-	if err != nil {
-		pc.Close()
-		t.Fatalf("listen tcp on the udp port: %v", err)
-	}
 	s.addr = netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(udpPort))
 
 	for _, srv := range []*dns.Server{
@@ -111,7 +116,7 @@ func (s *testServer) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 
 	s.mu.Lock()
 	s.queries = append(s.queries, seenQuery{name, question.Qtype, network})
-	rcode, truncate := s.rcode, s.truncate[name]
+	rcode, truncate, soa := s.rcode, s.truncate[name], s.soa
 	lost := network == "udp" && s.drop > 0
 	if lost {
 		s.drop--
@@ -128,8 +133,20 @@ func (s *testServer) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 		reply.Truncated = true
 	default:
 		reply.Answer, reply.Rcode = s.lookup(question.Name, question.Qtype)
+		if soa != nil && !hasType(reply.Answer, question.Qtype) {
+			reply.Ns = []dns.RR{soa}
+		}
 	}
 	w.WriteMsg(reply)
+}
+
+func hasType(rrs []dns.RR, qtype uint16) bool {
+	for _, rr := range rrs {
+		if rr.Header().Rrtype == qtype {
+			return true
+		}
+	}
+	return false
 }
 
 // addRecords serves more records from now on.
