@@ -248,6 +248,49 @@ func TestCookie(t *testing.T) {
 	}
 	p.stop()
 	checkClean(t, p.stderr.String(), cookie)
+
+	// ocnet logged out on SIGTERM, so the headend no longer knows the
+	// cookie: reusing it is an authentication failure, not a network one.
+	again := startOcnet(t, b, cookie+"\n", append(args, b.URL)...)
+	checkCookieRefused(t, again, cookie)
+}
+
+// TestCookieRejected checks that a cookie the headend refuses ends ocnet
+// at once with status 3 and a message saying so, without the cookie:
+// ocserv 1.1.6 answers one it cannot decode with a bare 503 and a TLS
+// access-denied alert, and a well-formed one it never issued with 401.
+func TestCookieRejected(t *testing.T) {
+	b := bed.Start(t)
+
+	for _, tc := range []struct{ name, cookie string }{
+		{"garbage", "garbage-not-a-cookie"},
+		// The shape of an ocserv cookie, 32 bytes in base64.
+		{"never issued", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, proxyFlags := proxyArgs(t, b)
+			args := append([]string{"connect", "--cookie-on-stdin", "--non-inter",
+				"--cafile", b.CAFile}, proxyFlags...)
+			p := startOcnet(t, b, tc.cookie+"\n", append(args, b.URL)...)
+			checkCookieRefused(t, p, tc.cookie)
+		})
+	}
+}
+
+// checkCookieRefused waits for p to exit 3 within 10 s with a message that
+// the headend does not accept the cookie, and no trace of the cookie.
+func checkCookieRefused(t *testing.T, p *ocnetProc, cookie string) {
+	t.Helper()
+
+	if code := p.wait(10 * time.Second); code != 3 {
+		t.Fatalf("exit status %d, want 3; stderr:\n%s", code, p.stderr.String())
+	}
+	t.Logf("ocnet: exited 3 after %v", time.Since(p.started).Round(time.Millisecond))
+	stderr := p.stderr.String()
+	if !strings.Contains(stderr, "does not accept the session cookie") {
+		t.Errorf("stderr does not say the cookie was refused:\n%s", stderr)
+	}
+	checkClean(t, stderr, cookie)
 }
 
 // TestUnreachable checks that a headend nobody listens for ends ocnet with

@@ -84,12 +84,17 @@ func (t *Tunnel) ExportPSK() ([]byte, error) {
 	return key, nil
 }
 
-// ErrCookieRejected is wrapped when the headend answers CONNECT with 401:
-// the cookie expired or was revoked and the user must log in again.
-var ErrCookieRejected = errors.New("session: headend rejected the session cookie")
+// ErrCookieRejected is wrapped when the headend refuses the cookie itself:
+// it answers CONNECT with 401 (ocserv: a cookie it does not know, one that
+// expired or was logged out; also its address pool being empty, which it
+// reports the same way), or with a bare 503 followed by a TLS access-denied
+// alert (ocserv: a cookie it cannot even decode, e.g. mistyped). Retrying
+// the same cookie cannot help; the user must log in again.
+var ErrCookieRejected = errors.New("session: the headend does not accept the session cookie")
 
-// ConnectError is a CONNECT answered with a status other than 200 or 401,
-// such as 503 when the address pool is empty. Reason is the server's
+// ConnectError is a CONNECT answered with a status other than 200 or 401
+// that is not a refused cookie, such as ocserv's 503 "Server configuration
+// error": a server-side condition worth retrying. Reason is the server's
 // X-Reason text (or the status text), already stripped of control bytes.
 type ConnectError struct {
 	Status int
@@ -118,6 +123,12 @@ const (
 	// maxReplyHead bounds the status line and headers of the reply; ocserv
 	// sends about 1.5 KiB.
 	maxReplyHead = 64 << 10
+
+	// alertWait bounds the wait for the alert that tells a refused cookie
+	// from a busy headend after a bare 503. ocserv sends it right behind
+	// the reply, so it arrives with it; a headend that sends none costs
+	// this much once per failed CONNECT.
+	alertWait = time.Second
 )
 
 // errReplyTooLarge stops a headend that keeps sending header lines.
@@ -313,7 +324,8 @@ func (r *request) bytes() []byte {
 // while it runs unblocks it; the tunnel is handed on with no deadline set.
 func exchange(ctx context.Context, conn *tls.Conn, req *request,
 	log *slog.Logger) (*Tunnel, error) {
-	// Only the context moves the deadline, so an I/O error caused by it is
+	// Only the context moves the deadline (accessDenied too, but only once
+	// the answer is known to be a failure), so an I/O error caused by it is
 	// always seen together with ctx.Err().
 	stop := context.AfterFunc(ctx, func() {
 		conn.SetDeadline(time.Unix(1, 0))
@@ -341,6 +353,10 @@ func exchange(ctx context.Context, conn *tls.Conn, req *request,
 	log.Debug("connect reply", "status", status, "headers", replyLogValue(hdr))
 
 	if err := replyError(status, text, hdr); err != nil {
+		if bareUnavailable(status, hdr) && accessDenied(conn, br) {
+			return nil, fmt.Errorf("%w (HTTP 503, then TLS alert access denied: "+
+				"not a cookie it can read)", ErrCookieRejected)
+		}
 		return nil, err
 	}
 	cfg, err := ParseConfig(hdr)
@@ -408,6 +424,37 @@ func replyError(status int, text string, hdr http.Header) error {
 		return fmt.Errorf("%w (HTTP 401: %s)", ErrCookieRejected, reason)
 	}
 	return &ConnectError{Status: status, Reason: reason}
+}
+
+// alertDenied is the text of TLS alert 49, access_denied, as crypto/tls
+// renders it for an alert sent by the peer.
+var alertDenied = tls.AlertError(49).Error()
+
+// bareUnavailable matches the answer ocserv gives a CONNECT whose cookie it
+// cannot decode: 503 with no header at all (1.1.6). Its 503 for a
+// server-side problem carries an X-Reason; only the alert that follows
+// decides, so other headers are let pass.
+func bareUnavailable(status int, hdr http.Header) bool {
+	return status == http.StatusServiceUnavailable && hdr.Get("X-Reason") == ""
+}
+
+// accessDenied reads past the reply for at most alertWait and says whether
+// the headend then sent a fatal access_denied alert: ocserv's way to end a
+// connection whose cookie it refused, and never one it merely could not
+// serve. The connection is useless afterwards; the caller closes it.
+func accessDenied(conn *tls.Conn, br *bufio.Reader) bool {
+	conn.SetReadDeadline(time.Now().Add(alertWait))
+	_, err := br.Peek(1)
+	return isAccessDenied(err)
+}
+
+// isAccessDenied says whether err is an access_denied alert from the peer.
+// crypto/tls reports it as a *net.OpError "remote error" around an
+// unexported alert type, so it is recognised by the alert's text.
+func isAccessDenied(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "remote error" && oe.Err != nil &&
+		oe.Err.Error() == alertDenied
 }
 
 // clean keeps server-supplied text printable and short before it goes into

@@ -11,12 +11,15 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -265,6 +268,20 @@ func TestConnectRejected(t *testing.T) {
 			},
 		},
 		{
+			// ocserv's answer to a cookie it cannot read, less the
+			// access-denied alert it sends next: without the alert
+			// it stays a retryable server error.
+			name:  "bare 503 without alert",
+			reply: "HTTP/1.1 503 Service Unavailable\r\n\r\n",
+			check: func(t *testing.T, err error) {
+				var ce *ConnectError
+				if !errors.As(err, &ce) || ce.Status != 503 ||
+					errors.Is(err, ErrCookieRejected) {
+					t.Fatalf("err = %#v", err)
+				}
+			},
+		},
+		{
 			name:  "404 without reason",
 			reply: "HTTP/1.1 404 Not Found\r\n\r\n",
 			check: func(t *testing.T, err error) {
@@ -331,6 +348,49 @@ func TestConnectRejected(t *testing.T) {
 				t.Errorf("cookie leaked into error or logs")
 			}
 		})
+	}
+}
+
+// TestAccessDenied checks the test that tells ocserv's refusal of an
+// unreadable cookie (a bare 503, then alert 49) from a busy headend. The
+// alert is built here: a Go TLS server cannot be made to send it.
+func TestAccessDenied(t *testing.T) {
+	remote := func(a tls.AlertError) error {
+		return fmt.Errorf("read: %w", &net.OpError{Op: "remote error", Err: a})
+	}
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"access denied from the peer", remote(49), true},
+		{"another alert", remote(40), false},
+		{"our own alert", &net.OpError{Op: "local error", Err: tls.AlertError(49)}, false},
+		{"timeout", os.ErrDeadlineExceeded, false},
+		{"eof", io.EOF, false},
+		{"nil", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := isAccessDenied(tt.err); got != tt.want {
+				t.Errorf("isAccessDenied(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+
+	for _, tt := range []struct {
+		status int
+		hdr    http.Header
+		want   bool
+	}{
+		{503, http.Header{}, true},
+		{503, http.Header{"X-Reason": {"Server configuration error"}}, false},
+		{503, http.Header{"Content-Length": {"0"}}, true},
+		{401, http.Header{}, false},
+		{500, http.Header{}, false},
+	} {
+		if got := bareUnavailable(tt.status, tt.hdr); got != tt.want {
+			t.Errorf("bareUnavailable(%d, %v) = %v, want %v", tt.status, tt.hdr, got, tt.want)
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/ocnet/ocnet/auth"
 	"github.com/ocnet/ocnet/client"
 	"github.com/ocnet/ocnet/proxy"
+	"github.com/ocnet/ocnet/session"
 	"github.com/ocnet/ocnet/trust"
 )
 
@@ -194,7 +195,7 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 		DNSListen:        f.policy.dnsListen,
 	})
 	if err != nil {
-		return err
+		return cookieHint(err, f.cookieOnStdin)
 	}
 	stopControl, err := serveControl(ctx, f.control, c, log)
 	if err != nil {
@@ -228,6 +229,22 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 		c.Close()
 		return fmt.Errorf("%w: %w", errTunnelLost, err)
 	}
+}
+
+// cookieHint says what to do about a cookie the headend refused at the
+// first CONNECT. The cookie itself is never repeated.
+func cookieHint(err error, fromStdin bool) error {
+	if !errors.Is(err, session.ErrCookieRejected) {
+		return err
+	}
+	if fromStdin {
+		return fmt.Errorf("%w; it may have expired, been logged out or been copied "+
+			"wrong: log in again, or get a fresh one with ocnet connect --authenticate", err)
+	}
+	// ocserv refuses the cookie it has just issued when it has no
+	// address left to give (seen with 1.1.6: 401, as for a stale cookie).
+	return fmt.Errorf("%w, although it was just issued: the headend may be out of "+
+		"addresses or sessions for this user", err)
 }
 
 // parseServerURL accepts "host", "host:port" or a full https URL.
