@@ -309,6 +309,36 @@ func TestUnreachable(t *testing.T) {
 	checkClean(t, p.stderr.String(), b.Password)
 }
 
+// urlSecret is a password put in a server URL, which ocnet must refuse
+// without repeating.
+const urlSecret = "pw-in-the-url"
+
+// TestUserInURL checks that "alice@" in the server URL logs in as alice
+// without --user, and that no log line, even at debug level, shows the
+// URL's user info.
+func TestUserInURL(t *testing.T) {
+	b := bed.Start(t)
+
+	at := strings.Replace(b.URL, "https://", "https://"+b.User+"@", 1)
+	args := []string{"connect", "-v", "--passwd-on-stdin", "--non-inter",
+		"--cafile", b.CAFile, "--authenticate", at}
+	p := startOcnet(t, b, b.Password+"\n", args...)
+	if code := p.wait(exitTimeout); code != 0 {
+		t.Fatalf("exit status %d, want 0; stderr:\n%s", code, p.stderr.String())
+	}
+	if c, err := shellValue(p.stdout.String(), "COOKIE"); err != nil || c == "" {
+		t.Fatalf("no COOKIE (%v); stdout:\n%s", err, p.stdout.String())
+	}
+	if u, _ := shellValue(p.stdout.String(), "CONNECT_URL"); strings.Contains(u, "@") {
+		t.Errorf("CONNECT_URL %q keeps the user info", u)
+	}
+	stderr := p.stderr.String()
+	if !strings.Contains(stderr, "level=DEBUG") {
+		t.Errorf("no debug lines, so the check below proves little:\n%s", stderr)
+	}
+	checkClean(t, stderr, b.Password, b.User+"@")
+}
+
 // TestUsage checks that bad command lines exit with status 2. It needs the
 // binary but not the bed, so it runs without root too. The URL is a closed
 // loopback port, so a run that got past the flags would reach nothing.
@@ -322,6 +352,10 @@ func TestUsage(t *testing.T) {
 		{"unknown-flag", []string{"connect", "--no-such-flag", "https://127.0.0.1:1/"}},
 		{"no-url", []string{"connect", "--non-inter"}},
 		{"bad-log-format", []string{"connect", "--log-format", "xml", "https://127.0.0.1:1/"}},
+		{"password-in-url", []string{"connect", "--non-inter",
+			"https://alice:" + urlSecret + "@127.0.0.1:1/"}},
+		{"user-conflict", []string{"connect", "--non-inter", "--user", "bob",
+			"https://alice@127.0.0.1:1/"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -332,7 +366,7 @@ func TestUsage(t *testing.T) {
 			if code := cmd.ProcessState.ExitCode(); code != 2 {
 				t.Fatalf("exit status %d, want 2; output:\n%s", code, out)
 			}
-			checkClean(t, string(out))
+			checkClean(t, string(out), urlSecret)
 		})
 	}
 }

@@ -105,8 +105,11 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 	if err != nil {
 		return err
 	}
-	u, err := parseServerURL(rawURL)
+	u, urlUser, err := parseServerURL(rawURL)
 	if err != nil {
+		return usageError{err}
+	}
+	if f.user, err = pickUser(f.user, urlUser); err != nil {
 		return usageError{err}
 	}
 	if f.passwdOnStdin && f.cookieOnStdin {
@@ -247,23 +250,67 @@ func cookieHint(err error, fromStdin bool) error {
 		"addresses or sessions for this user", err)
 }
 
-// parseServerURL accepts "host", "host:port" or a full https URL.
-func parseServerURL(s string) (*url.URL, error) {
+// parseServerURL accepts "host", "host:port" or a full https URL, and
+// "user@" in front of the host, which it returns apart: the URL it
+// returns has no user info, so nothing downstream can log it. A password
+// in the URL is refused, since it would sit in the process list and the
+// shell's history; no message repeats it.
+func parseServerURL(s string) (*url.URL, string, error) {
 	if !strings.Contains(s, "://") {
 		s = "https://" + s
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("server URL: %w", err)
+		// url.Error would quote the URL whole, password and all.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, "", fmt.Errorf("server URL %q: %w", redactURL(s), err)
+	}
+	if _, ok := u.User.Password(); ok {
+		return nil, "", fmt.Errorf("server URL %q holds a password; leave it out and "+
+			"type it at the prompt, or pipe it to --passwd-on-stdin", u.Redacted())
 	}
 	if u.Scheme != "https" {
-		return nil, fmt.Errorf("server URL %q: only https is supported", u.Redacted())
+		return nil, "", fmt.Errorf("server URL %q: only https is supported", u.Redacted())
 	}
 	if u.Hostname() == "" {
-		return nil, fmt.Errorf("server URL %q has no host", u.Redacted())
+		return nil, "", fmt.Errorf("server URL %q has no host", u.Redacted())
 	}
+	user := u.User.Username()
 	u.User = nil
-	return u, nil
+	return u, user, nil
+}
+
+// pickUser merges --user with the URL's "user@": either may be given, or
+// both when they agree.
+func pickUser(flag, inURL string) (string, error) {
+	if flag != "" && inURL != "" && flag != inURL {
+		return "", fmt.Errorf("--user %q and the server URL's %q@ disagree", flag, inURL)
+	}
+	return firstNonEmpty(flag, inURL), nil
+}
+
+// redactURL hides the user info of a server URL that may not parse, for
+// messages: everything between "//" (or the start) and the authority's
+// last "@".
+func redactURL(s string) string {
+	scheme, rest, ok := strings.Cut(s, "//")
+	if ok {
+		scheme += "//"
+	} else {
+		scheme, rest = "", s
+	}
+	authority := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority = rest[:i]
+	}
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return s
+	}
+	return scheme + "xxxxx" + rest[at:]
 }
 
 func readLine(r *bufio.Reader) (string, error) {

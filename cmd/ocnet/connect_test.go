@@ -42,3 +42,74 @@ func TestCookieHint(t *testing.T) {
 		})
 	}
 }
+
+// TestServerURLUser: "user@" in the server URL stands in for --user, a
+// password there is refused without being repeated, and the URL handed on
+// never carries user info.
+func TestServerURLUser(t *testing.T) {
+	const secret = "s3cr3t-pw"
+	for _, tc := range []struct {
+		name     string
+		raw      string
+		flagUser string
+		wantUser string
+		wantErr  string // "" = no error
+	}{
+		{"plain", "https://vpn.example.com/", "", "", ""},
+		{"user in URL", "https://alice@vpn.example.com/", "", "alice", ""},
+		{"no scheme", "alice@vpn.example.com:8443", "", "alice", ""},
+		{"escaped user", "https://alice%40corp@vpn.example.com/", "", "alice@corp", ""},
+		{"empty user", "https://@vpn.example.com/", "bob", "bob", ""},
+		{"flag only", "https://vpn.example.com/", "bob", "bob", ""},
+		{"both agree", "https://alice@vpn.example.com/", "alice", "alice", ""},
+		{"both differ", "https://alice@vpn.example.com/", "bob", "", "disagree"},
+		{"password", "https://alice:" + secret + "@vpn.example.com/", "", "",
+			"--passwd-on-stdin"},
+		{"password no scheme", "alice:" + secret + "@vpn.example.com", "", "",
+			"holds a password"},
+		{"empty password", "https://alice:@vpn.example.com/", "", "", "holds a password"},
+		{"password, bad port", "https://alice:" + secret + "@vpn.example.com:x/", "", "",
+			"invalid port"},
+		{"password, http", "http://alice:" + secret + "@vpn.example.com/", "", "",
+			"password"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u, urlUser, err := parseServerURL(tc.raw)
+			var user string
+			if err == nil {
+				user, err = pickUser(tc.flagUser, urlUser)
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one saying %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("message repeats the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if user != tc.wantUser {
+				t.Errorf("user %q, want %q", user, tc.wantUser)
+			}
+			if u.User != nil || strings.Contains(u.String(), "@") {
+				t.Errorf("URL handed on has user info: %s", u)
+			}
+		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://a:b@vpn.example.com/x@y": "https://xxxxx@vpn.example.com/x@y",
+		"a:b@c@vpn.example.com":           "xxxxx@vpn.example.com",
+		"https://vpn.example.com/?u=a@b":  "https://vpn.example.com/?u=a@b",
+		"corp0":                           "corp0",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
