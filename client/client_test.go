@@ -2,16 +2,13 @@ package client
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
-	"net/url"
 	"testing"
 	"time"
 
-	"github.com/ocnet/ocnet/auth"
 	"github.com/ocnet/ocnet/internal/fakehead"
 )
 
@@ -39,33 +36,14 @@ func start(t *testing.T, mod func(*Options)) (*fakehead.Headend, *Client) {
 		}
 	}()
 
-	u, _ := url.Parse("https://" + h.Addr + "/")
-	tc := &tls.Config{RootCAs: h.Pool, ServerName: "127.0.0.1"}
-	login := func(ctx context.Context) (string, error) {
-		res, err := auth.Login(ctx, auth.Options{URL: u, TLS: tc}, func(_ context.Context, f *auth.Form) error {
-			for _, fd := range f.Fields {
-				switch fd.Name {
-				case "username":
-					fd.Value = "alice"
-				case "password":
-					fd.Value = fakehead.Password
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return "", err
-		}
-		return res.Cookie, nil
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cookie, err := login(ctx)
+	cookie, err := h.Login(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	o := Options{URL: u, TLS: tc, Cookie: cookie, NoDTLS: true, Reauth: login}
+	o := Options{URL: h.URL(), TLS: h.TLS(), Cookie: cookie, NoDTLS: true, Reauth: h.Login}
 	if mod != nil {
 		mod(&o)
 	}

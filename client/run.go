@@ -283,12 +283,13 @@ func (c *Client) reauth(ctx context.Context) error {
 
 // adopt makes t the current tunnel. The same address keeps the stack and
 // every flow in it; a new address needs a new stack, and flows in the old
-// one are reset.
+// one are reset. Whatever else changed is followed (see follow).
 func (c *Client) adopt(t *session.Tunnel) {
 	c.mu.Lock()
 	old := c.cfg
 	c.tunnel, c.cfg = t, t.Config
 	c.mu.Unlock()
+	defer c.follow(old, t.Config)
 
 	if slices.Equal(old.Prefixes(), t.Config.Prefixes()) {
 		return

@@ -46,7 +46,7 @@ func (c *Client) Status() Status {
 		Channel:    c.sw.Channel(),
 		Addresses:  cfg.Prefixes(),
 		DNS:        cfg.DNS,
-		SplitDNS:   c.router.Policy.Domains,
+		SplitDNS:   c.router.CurrentPolicy().Domains,
 		Routes:     cfg.SplitInclude,
 		MTU:        cfg.MTU,
 		Reconnects: c.reconnects.Load(),

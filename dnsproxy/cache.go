@@ -115,6 +115,13 @@ func (c *cache) store(key cacheKey, e cacheEntry, now time.Time) {
 	c.entries[key] = e
 }
 
+// clear drops every entry.
+func (c *cache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.entries)
+}
+
 // evictLocked drops expired entries, and everything if none had expired.
 //
 // TODO: evict least recently used entries instead of flushing the whole

@@ -14,7 +14,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -76,22 +78,35 @@ type Options struct {
 
 // Resolver answers LookupNetIP. It is safe for concurrent use.
 type Resolver struct {
+	tunnel Dialer
+	local  *net.Resolver
+	log    *slog.Logger
+	port   uint16  // on the tunnel's servers
+	sh     *shared // with the resolvers WithLocal made
+}
+
+// shared is the part of a Resolver that follows the tunnel's
+// configuration (Reconfigure), with the cache of answers it gave.
+type shared struct {
+	view  atomic.Pointer[view]
+	cache cache
+}
+
+// view is one configuration, never changed once stored.
+type view struct {
 	policy  *split.Policy
 	servers []netip.AddrPort
 	search  []string // lower case, no dots at either end
-	tunnel  Dialer
-	local   *net.Resolver
-	log     *slog.Logger
-	cache   cache
 }
 
 // New returns a Resolver for o. It does no I/O.
 func New(o Options) *Resolver {
 	r := &Resolver{
-		policy: o.Policy,
 		tunnel: o.Tunnel,
 		local:  o.Local,
 		log:    o.Logger,
+		port:   o.Port,
+		sh:     new(shared),
 	}
 	if r.local == nil {
 		r.local = net.DefaultResolver
@@ -100,7 +115,16 @@ func New(o Options) *Resolver {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	r.log = r.log.With("sub", "dns")
+	if r.port == 0 {
+		r.port = 53
+	}
+	r.sh.view.Store(newView(o, r.port))
+	return r
+}
 
+// newView takes o's policy, servers and search domains.
+func newView(o Options, port uint16) *view {
+	v := &view{policy: o.Policy}
 	search := o.SearchDomains
 	if len(search) == 0 && o.SearchDomain != "" {
 		search = []string{o.SearchDomain}
@@ -110,23 +134,49 @@ func New(o Options) *Resolver {
 	}
 	for _, d := range search {
 		if d = strings.ToLower(strings.Trim(d, ".")); d != "" {
-			r.search = append(r.search, d)
+			v.search = append(v.search, d)
 		}
 	}
 
-	port := o.Port
-	if port == 0 {
-		port = 53
-	}
 	servers := o.Servers
 	if len(servers) == 0 && o.Policy != nil {
 		servers = o.Policy.DNSServers
 	}
 	for _, s := range servers {
-		r.servers = append(r.servers, netip.AddrPortFrom(s.Unmap(), port))
+		v.servers = append(v.servers, netip.AddrPortFrom(s.Unmap(), port))
 	}
-	return r
+	return v
 }
+
+// Reconfigure makes r, and every resolver WithLocal made from it, follow
+// a tunnel that came back with another configuration: o's Policy,
+// Servers, SearchDomains and SearchDomain replace those New was given;
+// its other fields are ignored. The cache is emptied, since the new
+// servers or domains may answer otherwise. Lookups under way finish with
+// what they started with.
+func (r *Resolver) Reconfigure(o Options) {
+	r.sh.view.Store(newView(o, r.port))
+	r.sh.cache.clear()
+}
+
+// WithLocal returns a resolver that asks local for the names that are not
+// the tunnel's, and otherwise is r: the same tunnel, servers, policy and
+// cache, and it follows r's Reconfigure. TUN mode uses it to ask the
+// host's original resolvers, which r (the proxies') must not.
+func (r *Resolver) WithLocal(local *net.Resolver) *Resolver {
+	c := *r
+	if local != nil {
+		c.local = local
+	}
+	return &c
+}
+
+// Servers returns the tunnel's DNS servers the resolver asks now.
+func (r *Resolver) Servers() []netip.AddrPort {
+	return slices.Clone(r.view().servers)
+}
+
+func (r *Resolver) view() *view { return r.sh.view.Load() }
 
 // LookupNetIP returns the addresses of name: A records first, then AAAA.
 // An IP literal is returned as is, and localhost names are answered with
@@ -147,12 +197,13 @@ func (r *Resolver) LookupNetIP(ctx context.Context, name string) ([]netip.Addr, 
 	if isLocalhost(n) {
 		return loopback(), nil
 	}
-	if strings.Contains(n, ".") || len(r.search) == 0 {
+	search := r.view().search
+	if strings.Contains(n, ".") || len(search) == 0 {
 		return r.lookupName(ctx, n)
 	}
 
 	var err error
-	for _, d := range r.search {
+	for _, d := range search {
 		addrs, e := r.lookupName(ctx, n+"."+d)
 		if e == nil {
 			return addrs, nil
@@ -173,8 +224,14 @@ func (r *Resolver) lookupName(ctx context.Context, name string) ([]netip.Addr, e
 	return r.lookupLocal(ctx, name)
 }
 
+// haveServers says whether tunnel names can be asked at all.
+func (r *Resolver) haveServers() bool {
+	return len(r.view().servers) > 0 && r.tunnel != nil
+}
+
 func (r *Resolver) isTunnelName(name string) bool {
-	return r.policy != nil && r.policy.TunnelName(name)
+	pol := r.view().policy
+	return pol != nil && pol.TunnelName(name)
 }
 
 // normalize lowers name and drops its trailing dot. It returns "" for
@@ -219,7 +276,7 @@ func (r *Resolver) lookupLocal(ctx context.Context, name string) ([]netip.Addr, 
 // lookupTunnel asks the tunnel's servers for A and AAAA in parallel and
 // joins the answers, A first.
 func (r *Resolver) lookupTunnel(ctx context.Context, name string) ([]netip.Addr, error) {
-	if len(r.servers) == 0 || r.tunnel == nil {
+	if !r.haveServers() {
 		return nil, fmt.Errorf("dnsproxy: lookup %s (tunnel): %w", name, ErrNoServers)
 	}
 
@@ -259,7 +316,7 @@ func (r *Resolver) lookupTunnel(ctx context.Context, name string) ([]netip.Addr,
 func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (
 	[]netip.Addr, time.Duration, error) {
 	key := cacheKey{name, qtype}
-	if h, ok := r.cache.get(key, time.Now()); ok {
+	if h, ok := r.sh.cache.get(key, time.Now()); ok {
 		return h.addrs, h.ttl, h.err()
 	}
 
@@ -268,16 +325,16 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (
 		return nil, 0, err
 	}
 	if msg.Rcode == dns.RcodeNameError {
-		r.cache.putNegative(key, true, negativeTTL(msg), time.Now())
+		r.sh.cache.putNegative(key, true, negativeTTL(msg), time.Now())
 		return nil, 0, errNXDomain
 	}
 
 	addrs, ttl := answerAddrs(msg, name, qtype)
 	if len(addrs) == 0 {
-		r.cache.putNegative(key, false, negativeTTL(msg), time.Now())
+		r.sh.cache.putNegative(key, false, negativeTTL(msg), time.Now())
 		return nil, 0, ErrNotFound
 	}
-	r.cache.put(key, addrs, ttl, time.Now())
+	r.sh.cache.put(key, addrs, ttl, time.Now())
 	return addrs, ttl, nil
 }
 

@@ -57,8 +57,9 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 }
 
 func (r *Resolver) serverAddrs() []string {
-	out := make([]string, len(r.servers))
-	for i, s := range r.servers {
+	servers := r.view().servers
+	out := make([]string, len(servers))
+	for i, s := range servers {
 		out[i] = s.String()
 	}
 	return out

@@ -59,7 +59,7 @@ func TestNegativeCache(t *testing.T) {
 				}
 			}
 
-			h, ok := f.res.cache.get(cacheKey{tt.host, tt.qtype}, time.Now())
+			h, ok := f.res.sh.cache.get(cacheKey{tt.host, tt.qtype}, time.Now())
 			if !ok {
 				t.Fatalf("no cache entry for %s %s", tt.host, dns.TypeToString[tt.qtype])
 			}
@@ -100,7 +100,7 @@ func TestNegativeCacheAnswer(t *testing.T) {
 
 	// Expiry, on the cache's own clock.
 	key := cacheKey{"missing.corp.example", dns.TypeA}
-	if _, ok := f.res.cache.get(key, time.Now().Add(31*time.Second)); ok {
+	if _, ok := f.res.sh.cache.get(key, time.Now().Add(31*time.Second)); ok {
 		t.Error("negative entry still served after its TTL ran out")
 	}
 }

@@ -80,12 +80,12 @@ func (r *Resolver) Answer(ctx context.Context, req *dns.Msg) *dns.Msg {
 // answerAddrs fills resp with the A or AAAA records of name.
 func (r *Resolver) answerAddrs(ctx context.Context, resp *dns.Msg, name string,
 	q dns.Question) {
-	if !strings.Contains(name, ".") && len(r.search) > 0 {
+	if !strings.Contains(name, ".") && len(r.view().search) > 0 {
 		r.answerShort(ctx, resp, name, q)
 		return
 	}
 	if r.isTunnelName(name) {
-		if len(r.servers) == 0 || r.tunnel == nil {
+		if !r.haveServers() {
 			resp.Rcode = dns.RcodeServerFailure
 			return
 		}
@@ -149,7 +149,7 @@ func (r *Resolver) forward(ctx context.Context, resp *dns.Msg, name string, q dn
 	var reply *dns.Msg
 	var err error
 	if r.isTunnelName(name) {
-		if len(r.servers) == 0 || r.tunnel == nil {
+		if !r.haveServers() {
 			resp.Rcode = dns.RcodeServerFailure
 			return
 		}

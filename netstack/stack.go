@@ -223,6 +223,21 @@ func (s *Stack) ListenTCP(ap netip.AddrPort) (net.Listener, error) {
 	return ln, nil
 }
 
+// ListenUDP receives UDP datagrams to one of the stack's addresses, for
+// in-process test headends like ListenTCP.
+func (s *Stack) ListenUDP(ap netip.AddrPort) (net.PacketConn, error) {
+	fa := tcpip.FullAddress{
+		NIC:  nicID,
+		Addr: tcpip.AddrFromSlice(ap.Addr().AsSlice()),
+		Port: ap.Port(),
+	}
+	c, err := gonet.DialUDP(s.s, &fa, nil, protoOf(ap.Addr()))
+	if err != nil {
+		return nil, fmt.Errorf("netstack: listen udp %v: %w", ap, err)
+	}
+	return c, nil
+}
+
 // Stats are the stack's packet counters.
 type Stats struct {
 	Injected       uint64 `json:"injected"`         // inbound packets handed to the stack

@@ -231,7 +231,7 @@ func (h *httpProxy) servePAC(w http.ResponseWriter, req *http.Request) {
 
 	w.Header().Set("Content-Type", PACContentType)
 	w.Header().Set("Cache-Control", "no-cache")
-	body := PAC(h.router.Policy, local.String())
+	body := PAC(h.router.CurrentPolicy(), local.String())
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	if req.Method != http.MethodHead {
 		w.Write(body)

@@ -37,10 +37,13 @@ type Dialer interface {
 
 // Router sends each flow into the tunnel or out directly. Fill the
 // exported fields before the first DialContext and leave them alone
-// afterwards; DialContext is then safe for concurrent use. A Router must
-// not be copied after first use.
+// afterwards (SetPolicy replaces the policy while flows run);
+// DialContext is then safe for concurrent use. A Router must not be
+// copied after first use.
 type Router struct {
-	// Policy decides per destination address. Nil means full tunnel.
+	// Policy decides per destination address until SetPolicy replaces
+	// it; read the one in force with CurrentPolicy. Nil means full
+	// tunnel.
 	Policy *split.Policy
 
 	// Resolver turns names into addresses, through the tunnel's DNS for
@@ -64,6 +67,8 @@ type Router struct {
 	// Logger receives one debug line per flow; nil discards.
 	Logger *slog.Logger
 
+	policy atomic.Pointer[split.Policy] // set by SetPolicy
+
 	defaultResolver struct {
 		once sync.Once
 		r    *dnsproxy.Resolver
@@ -72,6 +77,20 @@ type Router struct {
 	tunnelFlows atomic.Uint64
 	directFlows atomic.Uint64
 	failedFlows atomic.Uint64
+}
+
+// SetPolicy makes p decide every flow from now on, as when the tunnel
+// came back with other routes; flows already connected keep their path.
+// It is safe to call while flows are dialled.
+func (r *Router) SetPolicy(p *split.Policy) { r.policy.Store(p) }
+
+// CurrentPolicy returns the policy in force: the last SetPolicy's, else
+// Policy.
+func (r *Router) CurrentPolicy() *split.Policy {
+	if p := r.policy.Load(); p != nil {
+		return p
+	}
+	return r.Policy
 }
 
 // Stats counts the flows a Router has dialed since it was created.
@@ -198,10 +217,11 @@ func (r *Router) resolver() *dnsproxy.Resolver {
 // decide asks the policy about one flow; no policy means everything goes
 // to the tunnel.
 func (r *Router) decide(ip netip.Addr, name, app string) (split.Decision, split.Rule) {
-	if r.Policy == nil {
+	pol := r.CurrentPolicy()
+	if pol == nil {
 		return split.Tunnel, split.Rule{}
 	}
-	return r.Policy.Decide(split.Flow{Addr: ip, Name: name, App: app})
+	return pol.Decide(split.Flow{Addr: ip, Name: name, App: app})
 }
 
 // dialVia dials dst on the path the policy chose.

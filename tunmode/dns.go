@@ -26,12 +26,16 @@ import (
 )
 
 // newDNSResolver returns the resolver whose answers the host gets: the
-// client's policy, servers and tunnel, but the host's original resolvers
-// for other names. The client's own resolver asks the host's current
-// resolv.conf, which now points back at the TUN.
+// client's, with its policy, servers, tunnel and cache, and following its
+// reconfiguration after a reconnect, but asking the host's original
+// resolvers for other names. The client's own resolver asks the host's
+// current resolv.conf, which now points back at the TUN.
 func newDNSResolver(r *proxy.Router, cfg *session.Config, host []netip.AddrPort,
 	log *slog.Logger) *dnsproxy.Resolver {
-	pol := r.Policy
+	if r.Resolver != nil {
+		return r.Resolver.WithLocal(hostResolver(host))
+	}
+	pol := r.CurrentPolicy()
 	if pol == nil {
 		pol = client.PolicyFrom(cfg)
 	}

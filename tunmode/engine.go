@@ -74,6 +74,7 @@ type Engine struct {
 	out     chan *[]byte  // packets for the TUN, in pooled buffers
 	stop    chan struct{} // closed when Run is leaving
 	used    atomic.Bool
+	run     atomic.Pointer[running] // while Run runs
 
 	bufs sync.Pool // of *[]byte, bufSize bytes
 
@@ -205,8 +206,9 @@ func (e *Engine) Run(ctx context.Context, dev tun.Device, c *client.Client, o Op
 		defer wg.Done()
 		errc <- e.readDevice(dev, c, hs)
 	}()
+	e.run.Store(&running{dev: dev, c: c, hs: hs, o: o, mtu: mtu})
 	e.running.Store(true)
-	e.log.Info("tun up", "mtu", mtu, "batch", dev.BatchSize(), "dns", hs.dns)
+	e.log.Info("tun up", "mtu", mtu, "batch", dev.BatchSize(), "dns", hs.dnsAddrs())
 
 	select {
 	case <-ctx.Done():
@@ -214,6 +216,7 @@ func (e *Engine) Run(ctx context.Context, dev tun.Device, c *client.Client, o Op
 	case err = <-errc:
 	}
 	e.running.Store(false)
+	e.run.Store(nil)
 	close(e.stop)
 	cancel()
 	dev.Close() // ends the blocked read
@@ -226,7 +229,7 @@ func (e *Engine) Run(ctx context.Context, dev tun.Device, c *client.Client, o Op
 // lead into the TUN for the flows that come out of it.
 func hostRouter(r *proxy.Router, direct proxy.Dialer) *proxy.Router {
 	return &proxy.Router{
-		Policy:   r.Policy,
+		Policy:   r.CurrentPolicy(),
 		Resolver: r.Resolver,
 		Tunnel:   r.Tunnel,
 		Direct:   direct,
@@ -250,10 +253,9 @@ func (e *Engine) readDevice(dev tun.Device, c *client.Client, hs *hostStack) err
 	for i := range bufs {
 		bufs[i] = make([]byte, bufSize)
 	}
-	pol := c.Router().Policy
-
 	for {
 		got, err := dev.Read(bufs, sizes, offset)
+		pol := c.Router().CurrentPolicy() // a reconnect may have replaced it
 		for i := range got {
 			e.route(bufs[i][offset:offset+sizes[i]], c, pol, hs)
 		}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -56,8 +57,8 @@ type hostStack struct {
 	s      *stack.Stack
 	ep     *channel.Endpoint
 	router *proxy.Router
-	dns    []netip.Addr
-	res    *dnsproxy.Resolver // answers the host's DNS
+	dns    atomic.Pointer[[]netip.Addr] // resolver addresses answered here
+	res    *dnsproxy.Resolver           // answers the host's DNS
 	log    *slog.Logger
 
 	ctx    context.Context
@@ -89,10 +90,11 @@ func newHostStack(ctx context.Context, c hostStackConfig) (*hostStack, error) {
 
 	hctx, cancel := context.WithCancel(ctx)
 	h := &hostStack{
-		s: s, ep: ep, router: c.Router, dns: c.DNS, log: c.Logger,
+		s: s, ep: ep, router: c.Router, log: c.Logger,
 		res: newDNSResolver(c.Router, c.Config, c.HostDNS, c.Logger),
 		ctx: hctx, cancel: cancel,
 	}
+	h.setDNS(c.DNS)
 	tf := tcp.NewForwarder(s, 0, maxTCPQueue, h.acceptTCP)
 	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tf.HandlePacket)
 	uf := udp.NewForwarder(s, h.acceptUDP)
@@ -108,7 +110,11 @@ func newHostStack(ctx context.Context, c hostStackConfig) (*hostStack, error) {
 
 // isDNS says whether the host sent k to a resolver address ocnet answers.
 func (h *hostStack) isDNS(k flowKey) bool {
-	return k.ports && k.dport == 53 && slices.Contains(h.dns, k.dst)
+	return k.ports && h.isDNSAddr(netip.AddrPortFrom(k.dst, k.dport))
+}
+
+func (h *hostStack) isDNSAddr(ap netip.AddrPort) bool {
+	return ap.Port() == 53 && slices.Contains(h.dnsAddrs(), ap.Addr())
 }
 
 // inject hands one packet from the host to the stack; pkt is copied.
@@ -166,7 +172,7 @@ func (h *hostStack) acceptTCP(r *tcp.ForwarderRequest) {
 	dst := addrOf(id.LocalAddress, id.LocalPort)
 
 	var up net.Conn
-	if !(dst.Port() == 53 && slices.Contains(h.dns, dst.Addr())) {
+	if !h.isDNSAddr(dst) {
 		ctx, cancel := context.WithTimeout(h.ctx, dialTimeout)
 		c, err := h.router.DialContext(ctx, "tcp", dst.String())
 		cancel()
@@ -238,7 +244,7 @@ func (h *hostStack) acceptUDP(r *udp.ForwarderRequest) {
 	go func() {
 		defer h.wg.Done()
 		defer down.Close()
-		if dst.Port() == 53 && slices.Contains(h.dns, dst.Addr()) {
+		if h.isDNSAddr(dst) {
 			serveDNSUDP(h.ctx, h.res, down)
 			return
 		}

@@ -254,7 +254,8 @@ func (s *Script) Reconnect(ctx context.Context, env []string) error {
 		return run(ctx, s.path(), "reconnect", env, s.logger())
 	}
 
-	s.logger().Info("headend assigned a new configuration; reconfiguring the host")
+	// The client logs what changed; this says what is done about it.
+	s.logger().Debug("reconfiguring the host: disconnect, then connect")
 	if err := run(ctx, s.path(), "disconnect", s.env, s.logger()); err != nil {
 		s.logger().Warn("old host configuration not fully removed", "err", err)
 	}

@@ -150,13 +150,13 @@ func explainHandlers(c *client.Client) map[string]http.HandlerFunc {
 		"GET /explain": func(w http.ResponseWriter, r *http.Request) {
 			q := r.URL.Query()
 			rt := c.Router()
-			if rt == nil || rt.Policy == nil {
+			if rt == nil || rt.CurrentPolicy() == nil {
 				http.Error(w, "no policy yet", http.StatusServiceUnavailable)
 				return
 			}
 			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 			defer cancel()
-			e, err := explainFlow(ctx, rt.Policy, rt.Resolver, q.Get("target"), q.Get("app"))
+			e, err := explainFlow(ctx, rt.CurrentPolicy(), rt.Resolver, q.Get("target"), q.Get("app"))
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return

@@ -206,8 +206,17 @@ func (t *tunFlags) start(ctx context.Context, c *client.Client, u *url.URL,
 			return nil, err
 		}
 	}
-	if script != nil && t.reconnected != nil {
+	if t.reconnected != nil {
+		// The client has taken the new policy and DNS servers over; the
+		// engine follows with its resolver addresses and MTU, then the
+		// script with the host's routes and resolver.
 		reconf := func(cfg *session.Config) {
+			if err := t.engine.Reconfigure(cfg); err != nil {
+				log.Warn("TUN after the reconnect", "err", err)
+			}
+			if script == nil {
+				return
+			}
 			env := tunmode.ScriptEnv(cfg, tunmode.EnvOptions{
 				TunDev: name, Gateway: gw, MTU: c.MTU(), PID: os.Getpid(),
 			})

@@ -7,6 +7,8 @@ package fakehead
 
 import (
 	"bufio"
+	"cmp"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,11 +22,15 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/miekg/dns"
+
+	"github.com/ocnet/ocnet/auth"
 	"github.com/ocnet/ocnet/datapath"
 	"github.com/ocnet/ocnet/netstack"
 )
@@ -33,6 +39,12 @@ import (
 var (
 	CorpHost = netip.MustParseAddr("198.18.120.10")
 	corpNet  = netip.MustParsePrefix("198.18.120.0/24")
+
+	// CorpDNS are two DNS servers on the corporate network. Each answers
+	// every A question with its own address, so a test sees who answered.
+	CorpDNS = [2]netip.Addr{
+		netip.MustParseAddr("198.18.120.53"), netip.MustParseAddr("198.18.120.54"),
+	}
 )
 
 // Headend is a running fake headend. Its knobs may be changed while it
@@ -44,16 +56,30 @@ type Headend struct {
 	Logins atomic.Int32 // completed password logins
 
 	// Knobs.
-	Address       atomic.Pointer[netip.Prefix] // address handed out
-	RejectCookies atomic.Bool                  // answer CONNECT with 401
-	Refuse        atomic.Bool                  // close every new connection at once
-	RekeyTime     atomic.Int64                 // seconds; 0 = none
+	Address       atomic.Pointer[netip.Prefix]   // address handed out
+	RejectCookies atomic.Bool                    // answer CONNECT with 401
+	Refuse        atomic.Bool                    // close every new connection at once
+	RekeyTime     atomic.Int64                   // seconds; 0 = none
+	DNS           atomic.Pointer[[]netip.Addr]   // X-CSTP-DNS; nil = none
+	SplitDNS      atomic.Pointer[[]string]       // X-CSTP-Split-DNS; nil = none
+	Routes        atomic.Pointer[[]netip.Prefix] // X-CSTP-Split-Include; nil = the corp net
+	MTU           atomic.Int32                   // X-CSTP-MTU; 0 = 1400
 
 	ln      net.Listener
 	cookie  atomic.Pointer[string]
 	mu      sync.Mutex
 	current net.Conn // the tunnel stream in use
 	wg      sync.WaitGroup
+
+	dnsMu   sync.Mutex
+	dnsSeen []DNSQuery // guarded by dnsMu
+}
+
+// DNSQuery is one question a CorpDNS server received.
+type DNSQuery struct {
+	Server netip.Addr
+	From   netip.AddrPort
+	Name   string // as asked, with the trailing dot
 }
 
 // Password is the only password the headend accepts.
@@ -78,13 +104,27 @@ func Start() (*Headend, error) {
 	h.newCookie()
 
 	h.Corp, err = netstack.New(netstack.Config{
-		Addrs:    []netip.Prefix{netip.PrefixFrom(CorpHost, 24)},
+		Addrs: []netip.Prefix{netip.PrefixFrom(CorpHost, 24),
+			netip.PrefixFrom(CorpDNS[0], 24), netip.PrefixFrom(CorpDNS[1], 24)},
 		MTU:      1400,
 		Headroom: datapath.CSTPHeaderLen,
 	}, h.toClient)
 	if err != nil {
 		ln.Close()
 		return nil, err
+	}
+	for _, a := range CorpDNS {
+		pc, err := h.Corp.ListenUDP(netip.AddrPortFrom(a, 53))
+		if err != nil {
+			ln.Close()
+			h.Corp.Close()
+			return nil, err
+		}
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			h.serveDNS(a, pc)
+		}()
 	}
 
 	h.wg.Add(1)
@@ -95,12 +135,82 @@ func Start() (*Headend, error) {
 	return h, nil
 }
 
+// URL is where clients connect.
+func (h *Headend) URL() *url.URL { return &url.URL{Scheme: "https", Host: h.Addr, Path: "/"} }
+
+// TLS is a client configuration that trusts the headend.
+func (h *Headend) TLS() *tls.Config {
+	return &tls.Config{RootCAs: h.Pool, ServerName: "127.0.0.1"}
+}
+
+// Login logs alice in with the right password, as a client's Reauth
+// would, and returns the session cookie.
+func (h *Headend) Login(ctx context.Context) (string, error) {
+	res, err := auth.Login(ctx, auth.Options{URL: h.URL(), TLS: h.TLS()},
+		func(_ context.Context, f *auth.Form) error {
+			for _, fd := range f.Fields {
+				switch fd.Name {
+				case "username":
+					fd.Value = "alice"
+				case "password":
+					fd.Value = Password
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		return "", err
+	}
+	return res.Cookie, nil
+}
+
 // Close stops the headend.
 func (h *Headend) Close() {
 	h.ln.Close()
 	h.DropTunnel()
+	h.Corp.Close() // ends the DNS servers
 	h.wg.Wait()
-	h.Corp.Close()
+}
+
+// serveDNS answers every A question with the server's own address and
+// anything else with an empty answer, until pc closes.
+func (h *Headend) serveDNS(self netip.Addr, pc net.PacketConn) {
+	defer pc.Close()
+	buf := make([]byte, 4096)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		var q dns.Msg
+		if q.Unpack(buf[:n]) != nil || len(q.Question) != 1 {
+			continue
+		}
+		src, _ := netip.ParseAddrPort(from.String())
+		h.dnsMu.Lock()
+		h.dnsSeen = append(h.dnsSeen, DNSQuery{self, src, q.Question[0].Name})
+		h.dnsMu.Unlock()
+
+		reply := new(dns.Msg)
+		reply.SetReply(&q)
+		if q.Question[0].Qtype == dns.TypeA {
+			reply.Answer = []dns.RR{&dns.A{
+				Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA,
+					Class: dns.ClassINET, Ttl: 60},
+				A: self.AsSlice(),
+			}}
+		}
+		if out, err := reply.Pack(); err == nil {
+			pc.WriteTo(out, from)
+		}
+	}
+}
+
+// DNSQueries returns the questions the CorpDNS servers received so far.
+func (h *Headend) DNSQueries() []DNSQuery {
+	h.dnsMu.Lock()
+	defer h.dnsMu.Unlock()
+	return append([]DNSQuery(nil), h.dnsSeen...)
 }
 
 // DropTunnel breaks the current tunnel stream, as a network failure would.
@@ -192,11 +302,28 @@ func (h *Headend) connect(w http.ResponseWriter, r *http.Request) {
 		"X-CSTP-Version: 1",
 		"X-CSTP-Address: " + addr.Addr().String(),
 		"X-CSTP-Netmask: 255.255.255.0",
-		"X-CSTP-Split-Include: " + corpNet.Addr().String() + "/255.255.255.0",
-		"X-CSTP-MTU: 1400",
+		fmt.Sprintf("X-CSTP-MTU: %d", cmp.Or(h.MTU.Load(), 1400)),
 		"X-CSTP-DPD: 30",
 		"X-CSTP-Keepalive: 20",
 		"X-CSTP-Banner: fake headend",
+	}
+	routes := []netip.Prefix{corpNet}
+	if r := h.Routes.Load(); r != nil {
+		routes = *r
+	}
+	for _, p := range routes {
+		mask := net.IP(net.CIDRMask(p.Bits(), 32)).String()
+		hdr = append(hdr, "X-CSTP-Split-Include: "+p.Addr().String()+"/"+mask)
+	}
+	if d := h.DNS.Load(); d != nil {
+		for _, a := range *d {
+			hdr = append(hdr, "X-CSTP-DNS: "+a.String())
+		}
+	}
+	if d := h.SplitDNS.Load(); d != nil {
+		for _, name := range *d {
+			hdr = append(hdr, "X-CSTP-Split-DNS: "+name)
+		}
 	}
 	if rt := h.RekeyTime.Load(); rt > 0 {
 		hdr = append(hdr, fmt.Sprintf("X-CSTP-Rekey-Time: %d", rt),
