@@ -29,6 +29,11 @@ type Options struct {
 	UserAgent string
 	Cookie    string
 
+	// Conn, when set, is a TLS connection to the headend from
+	// session.Dial, opened while the login ran, for the first CONNECT;
+	// Start owns it.
+	Conn *tls.Conn
+
 	// NoDTLS keeps data on the TLS channel.
 	NoDTLS bool
 
@@ -138,7 +143,7 @@ func Start(ctx context.Context, o Options) (*Client, error) {
 		cookie: o.Cookie, sw: &datapath.Switch{}, done: make(chan struct{}),
 	}
 
-	t, err := c.connect(ctx, netip.Addr{})
+	t, err := c.connect(ctx, netip.Addr{}, o.Conn)
 	if err != nil {
 		return nil, err
 	}
@@ -192,8 +197,10 @@ func Start(ctx context.Context, o Options) (*Client, error) {
 	return c, nil
 }
 
-// connect runs one CONNECT with the current cookie.
-func (c *Client) connect(ctx context.Context, prev netip.Addr) (*session.Tunnel, error) {
+// connect runs one CONNECT with the current cookie, over conn if it is
+// not nil.
+func (c *Client) connect(ctx context.Context, prev netip.Addr,
+	conn *tls.Conn) (*session.Tunnel, error) {
 	c.mu.Lock()
 	cookie := c.cookie
 	c.mu.Unlock()
@@ -207,6 +214,7 @@ func (c *Client) connect(ctx context.Context, prev netip.Addr) (*session.Tunnel,
 		PrevAddress:     prev,
 		DTLSCipherSuite: dtlsSuite(c.o.NoDTLS),
 		Logger:          c.log,
+		Conn:            conn,
 	})
 }
 

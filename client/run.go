@@ -207,7 +207,7 @@ func (c *Client) reconnect(ctx context.Context) error {
 		if err == nil {
 			actx, cancel := context.WithTimeout(ctx, connectTimeout)
 			var t *session.Tunnel
-			t, err = c.connect(actx, c.Config().Address.Addr())
+			t, err = c.connect(actx, c.Config().Address.Addr(), nil)
 			cancel()
 			if err == nil {
 				c.adopt(t)

@@ -50,6 +50,11 @@ type Options struct {
 
 	Logger *slog.Logger
 	Dialer *net.Dialer // nil = a zero net.Dialer
+
+	// Conn, when set, is a connection from Dial for Connect to use
+	// instead of dialing; Connect owns it from then on. A headend may
+	// close a connection that waited too long: Connect then dials again.
+	Conn *tls.Conn
 }
 
 // Tunnel is an established CSTP tunnel. Reader wraps Conn and may already
@@ -172,15 +177,29 @@ func Connect(ctx context.Context, o Options) (*Tunnel, error) {
 
 	req, err := buildRequest(&o)
 	if err != nil {
+		if o.Conn != nil {
+			o.Conn.Close()
+		}
 		return nil, err
 	}
 
-	conn, err := dial(ctx, &o)
-	if err != nil {
-		return nil, err
+	conn := o.Conn
+	if conn == nil {
+		if conn, err = Dial(ctx, o); err != nil {
+			return nil, err
+		}
 	}
 
 	t, err := exchange(ctx, conn, req, log)
+	if err != nil && o.Conn != nil && ctx.Err() == nil && !answered(err) {
+		// The dialed-ahead connection went stale; a fresh one decides.
+		conn.Close()
+		log.Debug("connect: early connection unusable, dialing again", "err", err)
+		if conn, err = Dial(ctx, o); err != nil {
+			return nil, err
+		}
+		t, err = exchange(ctx, conn, req, log)
+	}
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -189,8 +208,22 @@ func Connect(ctx context.Context, o Options) (*Tunnel, error) {
 	return t, nil
 }
 
-// dial opens TCP and runs the TLS handshake, both bounded by ctx.
-func dial(ctx context.Context, o *Options) (*tls.Conn, error) {
+// answered says whether a failed CONNECT got the headend's answer, which
+// another connection would not change.
+func answered(err error) bool {
+	var ce *ConnectError
+	return errors.As(err, &ce) || errors.Is(err, ErrCookieRejected)
+}
+
+// Dial opens TCP to the headend in o.URL and runs the TLS handshake, both
+// bounded by ctx. A caller may dial while the login runs and hand the
+// connection to Connect in Options.Conn: the handshake, a private-key
+// operation on the headend, then overlaps the login instead of following
+// it (ocserv offers no TLS session resumption that Go's client can use).
+func Dial(ctx context.Context, o Options) (*tls.Conn, error) {
+	if o.URL == nil || o.URL.Hostname() == "" {
+		return nil, errors.New("session: dial needs a headend URL with a host")
+	}
 	host := o.URL.Hostname()
 	port := o.URL.Port()
 	if port == "" {

@@ -471,3 +471,64 @@ func TestBuildRequest(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectEarlyConn: a connection dialed ahead carries the CONNECT, and
+// one the headend has since closed is replaced by a fresh dial.
+func TestConnectEarlyConn(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	t.Run("used", func(t *testing.T) {
+		// The headend accepts one connection only: a second dial would
+		// hang until ctx ends.
+		h := startHeadend(t, reply200)
+		o := h.options(t, nil)
+		conn, err := Dial(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Conn = conn
+		tun, err := Connect(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tun.Close()
+		if tun.Conn != conn {
+			t.Error("Connect dialed again instead of using Options.Conn")
+		}
+	})
+
+	t.Run("stale", func(t *testing.T) {
+		cert, pool := newCert(t)
+		ln, err := tls.Listen("tcp", "127.0.0.1:0",
+			&tls.Config{Certificates: []tls.Certificate{cert}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			c, err := ln.Accept()
+			if err == nil {
+				c.(*tls.Conn).Handshake()
+				c.Close()
+			}
+		}()
+		u, _ := url.Parse("https://" + ln.Addr().String() + "/")
+		stale, err := Dial(ctx, Options{URL: u, TLS: &tls.Config{RootCAs: pool}})
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		h := startHeadend(t, reply200)
+		o := h.options(t, nil)
+		o.Conn = stale
+		tun, err := Connect(ctx, o)
+		if err != nil {
+			t.Fatalf("Connect over a closed early connection: %v", err)
+		}
+		defer tun.Close()
+		if tun.Conn == stale {
+			t.Error("tunnel runs over the closed connection")
+		}
+	})
+}
