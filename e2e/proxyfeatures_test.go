@@ -455,3 +455,72 @@ func newSessionsNow(t *testing.T, b *bed.Bed, before []int) []bed.Session {
 	}
 	return fresh
 }
+
+// TestProxyLoop: requests aimed at the proxies' own listening addresses
+// are refused at once (508 on HTTP, "not allowed" on SOCKS5, a closed
+// connection on a -L forward to itself) instead of recursing until file
+// descriptors run out; ocnet keeps serving afterwards.
+func TestProxyLoop(t *testing.T) {
+	b := splitBed(t)
+	loop := "127.0.0.1:" + strconv.Itoa(b.FreeClientPort(t))
+	r := startSplit(t, b, "-L", loop+":"+loop)
+
+	// rawCurl runs curl without --fail and returns its exit status, the
+	// HTTP status it saw and its stderr.
+	rawCurl := func(args ...string) (int, string, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		argv := append([]string{"-q", "-sS", "--max-time", "10", "-o", "/dev/null",
+			"-w", "%{http_code}"}, args...)
+		cmd := b.AsNobodyInClient(ctx, "curl", argv...)
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		cmd.Run()
+		return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
+	}
+
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantCode string // the HTTP status curl reports
+		wantErr  string // in curl's stderr
+	}{
+		{"http-forward", []string{"--proxy", "http://" + r.http, "http://" + r.http + "/"},
+			"508", ""},
+		{"http-connect", []string{"-p", "--proxy", "http://" + r.http, "http://" + r.http + "/"},
+			"000", "response 508"},
+		{"http-connect-to-socks", []string{"-p", "--proxy", "http://" + r.http,
+			"http://" + r.socks + "/"}, "000", "response 508"},
+		// curl shows the SOCKS5 reply code: 2, not allowed by the ruleset.
+		{"socks5", []string{"--socks5", r.socks, "http://" + r.socks + "/"}, "000", "(2)"},
+		{"socks5-to-http", []string{"--socks5", r.socks, "http://" + r.http + "/"},
+			"000", "(2)"},
+		{"forward-to-itself", []string{"http://" + loop + "/"}, "000", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			code, status, stderr := rawCurl(tc.args...)
+			took := time.Since(start).Round(time.Millisecond)
+			t.Logf("curl exit %d, HTTP %s, %v: %s", code, status, took, strings.TrimSpace(stderr))
+			if status != tc.wantCode || !strings.Contains(stderr, tc.wantErr) {
+				t.Errorf("HTTP status %s, stderr %q; want %s and %q",
+					status, stderr, tc.wantCode, tc.wantErr)
+			}
+			if tc.wantCode == "000" && code == 0 {
+				t.Error("curl succeeded; want the loop refused")
+			}
+			if took > 5*time.Second {
+				t.Errorf("took %v to refuse", took)
+			}
+		})
+	}
+
+	page := curl(t, b, "--proxy", "http://"+r.http, b.CorpURL)
+	if !strings.Contains(page, b.CorpText) {
+		t.Errorf("after the loops, the corporate page lacks %q:\n%s", b.CorpText, page)
+	}
+	page = curl(t, b, "--socks5-hostname", r.socks, b.CorpURL)
+	if !strings.Contains(page, b.CorpText) {
+		t.Errorf("after the loops, the corporate page via SOCKS5 lacks %q", b.CorpText)
+	}
+}

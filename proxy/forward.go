@@ -155,6 +155,9 @@ func (s *Server) ServeForward(ctx context.Context, ln net.Listener, f Forward) e
 			"addr", ln.Addr())
 	}
 
+	// "-L 9000:localhost:9000" would dial itself, endlessly.
+	defer s.Router.AddSelf(ln.Addr())()
+
 	var t tracker
 	return acceptLoop(ctx, ln, &t, log, func(conn net.Conn) {
 		actx := WithApp(ctx, s.appID("", conn, log))

@@ -40,11 +40,13 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 	}
 	log := s.logger("http")
 	r := s.Router
+	defer r.AddSelf(ln.Addr())()
 
 	h := &httpProxy{
 		srv:    s,
 		router: r,
 		log:    log,
+		via:    viaName(),
 		transport: &http.Transport{
 			Proxy:               nil, // never chain to $HTTP_PROXY
 			DialContext:         r.DialContext,
@@ -91,6 +93,7 @@ type httpProxy struct {
 	router    *Router
 	log       *slog.Logger
 	transport *http.Transport
+	via       string // our name in Via headers (loop.go)
 
 	// track holds every running handler and every hijacked connection:
 	// http.Server.Close forgets connections once they are hijacked.
@@ -137,9 +140,14 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	req = req.WithContext(WithApp(req.Context(), h.appID(req, user)))
 
-	if kind == RequestConnect {
+	switch {
+	case kind == RequestConnect:
 		h.connect(w, req, dst)
-	} else {
+	case hasVia(req.Header, h.via):
+		// Our own forwarded request came back, by way of another proxy
+		// or a port forward.
+		badGateway(w, dst, fmt.Errorf("request already passed through %s: %w", h.via, ErrLoop))
+	default:
 		h.forward(w, req)
 	}
 }
@@ -350,6 +358,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, req *http.Request) {
 		out.Body = nil
 	}
 	removeHopHeaders(out.Header)
+	out.Header.Add("Via", fmt.Sprintf("%d.%d %s", req.ProtoMajor, req.ProtoMinor, h.via))
 
 	resp, err := h.transportFor(AppFrom(req.Context())).RoundTrip(out)
 	if err != nil {
@@ -384,9 +393,13 @@ func (h *httpProxy) forward(w http.ResponseWriter, req *http.Request) {
 }
 
 // badGateway answers 502 with the dial error, 403 when the policy refused
-// the flow. The text names the destination and the path tried; it carries
-// no credentials.
+// the flow, 508 Loop Detected when it led back to this proxy. The text
+// names the destination and the path tried; it carries no credentials.
 func badGateway(w http.ResponseWriter, dst string, err error) {
+	if errors.Is(err, ErrLoop) {
+		http.Error(w, fmt.Sprintf("ocnet proxy: %s: %v", dst, err), http.StatusLoopDetected)
+		return
+	}
 	if errors.Is(err, ErrRefused) {
 		http.Error(w, fmt.Sprintf("ocnet proxy: %s: %v", dst, err), http.StatusForbidden)
 		return

@@ -77,6 +77,8 @@ type Router struct {
 	tunnelFlows atomic.Uint64
 	directFlows atomic.Uint64
 	failedFlows atomic.Uint64
+
+	self selfAddrs // its proxies' own listeners, never dialled (loop.go)
 }
 
 // SetPolicy makes p decide every flow from now on, as when the tunnel
@@ -119,6 +121,9 @@ func (r *Router) Stats() Stats {
 func (r *Router) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	if r.Gate != nil {
 		if d, err := r.gate(ctx, addr); err != nil || d != nil {
+			if err == nil {
+				err = r.checkLoopHost(addr)
+			}
 			if err != nil {
 				r.failedFlows.Add(1)
 				return nil, err
@@ -232,6 +237,9 @@ func (r *Router) dialVia(ctx context.Context, path split.Decision,
 			return nil, ErrNoTunnel
 		}
 		return r.Tunnel.DialContext(ctx, network, dst)
+	}
+	if err := r.checkLoop(dst); err != nil {
+		return nil, err
 	}
 	if r.Direct == nil {
 		var d net.Dialer

@@ -49,6 +49,7 @@ func (s *Server) ServeSOCKS5(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	log := s.logger("socks5")
+	defer s.Router.AddSelf(ln.Addr())()
 
 	var t tracker
 	return acceptLoop(ctx, ln, &t, log, func(conn net.Conn) {
@@ -175,7 +176,7 @@ func (s *Server) socksConnect(ctx context.Context, conn net.Conn, br *bufio.Read
 func replyCode(err error) byte {
 	msg := err.Error()
 	switch {
-	case errors.Is(err, ErrRefused):
+	case errors.Is(err, ErrRefused), errors.Is(err, ErrLoop):
 		return repNotAllowed
 	case errors.Is(err, ErrNoTunnel), errors.Is(err, syscall.ENETUNREACH),
 		strings.Contains(msg, "network is unreachable"):
