@@ -87,17 +87,22 @@ func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
 // socket listening on l, as Linux does it: a wildcard listener takes
 // every local address of its family (an IPv6 one, dual-stack as Go opens
 // it, IPv4 too), and a connection to the unspecified address goes to the
-// loopback address.
+// loopback address. Go's dialer tries 0.0.0.0 after [::] fails (Go issue
+// 18806), so [::] reaches IPv4 listeners on loopback too.
 func reaches(dst, l netip.AddrPort) bool {
 	if dst.Port() != l.Port() {
 		return false
 	}
 	d, la := dst.Addr().Unmap().WithZone(""), l.Addr().Unmap().WithZone("")
 	if d.IsUnspecified() {
-		if d.Is4() {
-			d = netip.AddrFrom4([4]byte{127, 0, 0, 1})
-		} else {
+		if d.Is6() {
+			v4 := netip.AddrPortFrom(netip.IPv4Unspecified(), dst.Port())
+			if reaches(v4, l) {
+				return true
+			}
 			d = netip.IPv6Loopback()
+		} else {
+			d = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 		}
 	}
 	if la.IsUnspecified() {

@@ -35,7 +35,12 @@ func TestReaches(t *testing.T) {
 		{"127.0.0.1:8081", "127.0.0.1:8080", false},
 		{"127.0.0.2:8080", "127.0.0.1:8080", false},
 		{"0.0.0.0:8080", "127.0.0.1:8080", true},
-		{"[::]:8080", "127.0.0.1:8080", false},
+		// Go's dialer falls back from [::] to 0.0.0.0, so [::] reaches IPv4
+		// listeners on loopback too (seen on the bed: a SOCKS5 CONNECT
+		// to [::]:1080 connected to the proxy itself).
+		{"[::]:8080", "127.0.0.1:8080", true},
+		{"[::]:8080", "0.0.0.0:8080", true},
+		{"[::]:8080", "198.18.5.5:8080", false},
 		{"[::ffff:127.0.0.1]:8080", "127.0.0.1:8080", true},
 		{"[::1]:1080", "[::1]:1080", true},
 		{"[::]:1080", "[::1]:1080", true},
@@ -109,6 +114,14 @@ func TestProxyLoop(t *testing.T) {
 			}
 		})
 	}
+	t.Run("socks5 to [::] on its port", func(t *testing.T) {
+		port := netip.MustParseAddrPort(f.socksAddr).Port()
+		req := append([]byte{5, SOCKSConnect, 0, 4}, make([]byte, 16)...)
+		req = append(req, byte(port>>8), byte(port))
+		if rep := socksRequest(t, f.socksAddr, req); rep != repNotAllowed {
+			t.Errorf("reply %d (%s), want not allowed", rep, replyText(rep))
+		}
+	})
 	if used := f.direct.used(); len(used) != 0 {
 		t.Errorf("loops were dialled %d times, first %q", len(used), used[0])
 	}
