@@ -273,17 +273,26 @@ func parseServerURL(s string) (*url.URL, string, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		// An escape error quotes the bad escape, which may be a piece
+		// of the password.
+		var ee url.EscapeError
+		if errors.As(err, &ee) && redactURL(s) != s {
+			err = errors.New("invalid %-escape")
+		}
 		return nil, "", fmt.Errorf("server URL %q: %w", redactURL(s), err)
 	}
 	if _, ok := u.User.Password(); ok {
 		return nil, "", fmt.Errorf("server URL %q holds a password; leave it out and "+
 			"type it at the prompt, or pipe it to --passwd-on-stdin", u.Redacted())
 	}
+
+	// redactURL, not u.Redacted: with extra slashes ("https:///a:pw@h")
+	// the user info parses as a path, which Redacted shows.
 	if u.Scheme != "https" {
-		return nil, "", fmt.Errorf("server URL %q: only https is supported", u.Redacted())
+		return nil, "", fmt.Errorf("server URL %q: only https is supported", redactURL(s))
 	}
 	if u.Hostname() == "" {
-		return nil, "", fmt.Errorf("server URL %q has no host", u.Redacted())
+		return nil, "", fmt.Errorf("server URL %q has no host", redactURL(s))
 	}
 	user := u.User.Username()
 	u.User = nil
@@ -308,6 +317,9 @@ func redactURL(s string) string {
 		scheme += "//"
 	} else {
 		scheme, rest = "", s
+	}
+	for strings.HasPrefix(rest, "/") { // "https:///a:pw@host" meant one
+		scheme, rest = scheme+"/", rest[1:]
 	}
 	authority := rest
 	if i := strings.IndexAny(rest, "/?#"); i >= 0 {

@@ -72,6 +72,12 @@ func TestServerURLUser(t *testing.T) {
 			"invalid port"},
 		{"password, http", "http://alice:" + secret + "@vpn.example.com/", "", "",
 			"password"},
+		{"password, extra slashes", "//alice:" + secret + "@vpn.example.com/", "", "",
+			"has no host"},
+		{"password, extra slashes, ftp", "ftp:////alice:" + secret + "@vpn.example.com/",
+			"", "", "only https"},
+		{"password, bad escape", "https://alice:" + secret[:2] + "%zz@vpn.example.com/",
+			"", "", "invalid %-escape"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u, urlUser, err := parseServerURL(tc.raw)
@@ -83,7 +89,8 @@ func TestServerURLUser(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one saying %q", err, tc.wantErr)
 				}
-				if strings.Contains(err.Error(), secret) {
+				if strings.Contains(err.Error(), secret) ||
+					strings.Contains(err.Error(), "%zz") {
 					t.Errorf("message repeats the password: %v", err)
 				}
 				return
@@ -107,6 +114,7 @@ func TestRedactURL(t *testing.T) {
 		"a:b@c@vpn.example.com":           "xxxxx@vpn.example.com",
 		"https://vpn.example.com/?u=a@b":  "https://vpn.example.com/?u=a@b",
 		"corp0":                           "corp0",
+		"https:////a:b@vpn.example.com/":  "https:////xxxxx@vpn.example.com/",
 	} {
 		if got := redactURL(in); got != want {
 			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
