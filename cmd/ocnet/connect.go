@@ -395,13 +395,17 @@ func shellQuote(s string) string {
 
 // checkLocal catches mistakes that need no headend before logging in, so
 // they cost no login (an OTP, on some headends): bad durations, and listen
-// addresses that are malformed or already taken.
+// addresses that are malformed or already taken. --authenticate opens no
+// listener, so a running ocnet on the default ports does not stop it.
 func checkLocal(f connectFlags, po proxy.Options) error {
 	if f.reconnectTimeout < 0 {
 		return fmt.Errorf("--reconnect-timeout %v: must not be negative", f.reconnectTimeout)
 	}
 	if f.onDemand && f.idleTimeout <= 0 {
 		return fmt.Errorf("--idle-timeout %v: must be positive", f.idleTimeout)
+	}
+	if f.authenticate {
+		return nil
 	}
 
 	type want struct{ flag, network, addr string }

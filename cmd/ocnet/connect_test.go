@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 
+	"github.com/ocnet/ocnet/proxy"
 	"github.com/ocnet/ocnet/session"
 )
 
@@ -119,5 +121,26 @@ func TestRedactURL(t *testing.T) {
 		if got := redactURL(in); got != want {
 			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestCheckLocalAuthenticate: --authenticate opens no listener, so a busy
+// proxy port (another ocnet running) must not fail it; a plain connect
+// still reports the port.
+func TestCheckLocalAuthenticate(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+
+	f := connectFlags{socks: ln.Addr().String(), authenticate: true}
+	if err := checkLocal(f, proxy.Options{}); err != nil {
+		t.Errorf("--authenticate with a busy --socks port: %v", err)
+	}
+	f.authenticate = false
+	if err := checkLocal(f, proxy.Options{}); err == nil ||
+		!strings.Contains(err.Error(), "--socks") {
+		t.Errorf("connect with a busy --socks port: %v, want an error naming --socks", err)
 	}
 }
