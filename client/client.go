@@ -143,8 +143,16 @@ func Start(ctx context.Context, o Options) (*Client, error) {
 		cookie: o.Cookie, sw: &datapath.Switch{}, done: make(chan struct{}),
 	}
 
-	t, err := c.connect(ctx, netip.Addr{}, o.Conn)
+	// Bounded as a reconnect's CONNECT is: a headend that takes the TCP
+	// connection and never answers used to hold Start for ever.
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	t, err := c.connect(cctx, netip.Addr{}, o.Conn)
+	cancel()
 	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("client: the headend set up no tunnel within %v: %w",
+				connectTimeout, err)
+		}
 		return nil, err
 	}
 	c.tunnel, c.cfg = t, t.Config

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -200,4 +202,42 @@ func fakeheadWithRekey(t *testing.T) (*fakehead.Headend, *Client) {
 		t.Fatal(err)
 	}
 	return hh, c
+}
+
+// TestStartSilentHeadend: a headend that takes the TCP connection and
+// never answers the TLS handshake fails Start after connectTimeout with an
+// error saying so, instead of holding it for ever.
+func TestStartSilentHeadend(t *testing.T) {
+	saved := connectTimeout
+	connectTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { connectTimeout = saved })
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+
+	u, _ := url.Parse("https://" + ln.Addr().String() + "/")
+	begin := time.Now()
+	c, err := Start(context.Background(), Options{URL: u, Cookie: "x", NoDTLS: true})
+	if err == nil {
+		c.Close()
+		t.Fatal("Start succeeded against a silent headend")
+	}
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Errorf("Start took %v", took)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "within") {
+		t.Errorf("err = %v, want a deadline naming the bound", err)
+	}
 }

@@ -179,10 +179,13 @@ func (c *Client) useDTLS(ctx context.Context, t *session.Tunnel, link *session.D
 
 // Reconnect pacing: quick first retries, then at most every maxBackoff.
 const (
-	minBackoff     = time.Second
-	maxBackoff     = 10 * time.Second
-	connectTimeout = 15 * time.Second
+	minBackoff = time.Second
+	maxBackoff = 10 * time.Second
 )
+
+// connectTimeout bounds one CONNECT, the first and each reconnect's, dial
+// and TLS handshake included; a variable for tests.
+var connectTimeout = 15 * time.Second
 
 // reconnect re-establishes the tunnel with the cookie, with backoff, until
 // it works or the bound passes.
