@@ -46,14 +46,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	root := &cobra.Command{
-		Use:           "ocnet",
-		Short:         "AnyConnect/OpenConnect VPN client with a rootless SOCKS5/HTTP proxy",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.AddCommand(newConnectCmd(), newStatusCmd(), newNCCmd(), newExplainCmd(),
-		newTunCleanupCmd())
+	root := newRootCmd()
 	var cpuProfile string
 	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile here")
 	root.PersistentFlags().MarkHidden("cpuprofile")
@@ -69,6 +62,24 @@ func main() {
 	}
 	fmt.Fprintf(os.Stderr, "ocnet: %v\n", err)
 	os.Exit(exitCode(err))
+}
+
+// newRootCmd is ocnet with its subcommands. Every flag that does not
+// parse is a usage error (exit 2), whatever cobra's words for it
+// ("unknown shorthand flag" used to exit 1).
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "ocnet",
+		Short:         "AnyConnect/OpenConnect VPN client with a rootless SOCKS5/HTTP proxy",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return usageError{err}
+	})
+	root.AddCommand(newConnectCmd(), newStatusCmd(), newNCCmd(), newExplainCmd(),
+		newTunCleanupCmd())
+	return root
 }
 
 // usageError marks mistakes in the command line.
