@@ -106,7 +106,7 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 	if err != nil {
 		return err
 	}
-	u, urlUser, err := parseServerURL(rawURL)
+	u, urlUser, err := session.ParseServerURL(rawURL)
 	if err != nil {
 		return usageError{err}
 	}
@@ -257,48 +257,6 @@ func cookieHint(err error, fromStdin bool) error {
 		"addresses or sessions for this user", err)
 }
 
-// parseServerURL accepts "host", "host:port" or a full https URL, and
-// "user@" in front of the host, which it returns apart: the URL it
-// returns has no user info, so nothing downstream can log it. A password
-// in the URL is refused, since it would sit in the process list and the
-// shell's history; no message repeats it.
-func parseServerURL(s string) (*url.URL, string, error) {
-	if !strings.Contains(s, "://") {
-		s = "https://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		// url.Error would quote the URL whole, password and all.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		// An escape error quotes the bad escape, which may be a piece
-		// of the password.
-		var ee url.EscapeError
-		if errors.As(err, &ee) && redactURL(s) != s {
-			err = errors.New("invalid %-escape")
-		}
-		return nil, "", fmt.Errorf("server URL %q: %w", redactURL(s), err)
-	}
-	if _, ok := u.User.Password(); ok {
-		return nil, "", fmt.Errorf("server URL %q holds a password; leave it out and "+
-			"type it at the prompt, or pipe it to --passwd-on-stdin", u.Redacted())
-	}
-
-	// redactURL, not u.Redacted: with extra slashes ("https:///a:pw@h")
-	// the user info parses as a path, which Redacted shows.
-	if u.Scheme != "https" {
-		return nil, "", fmt.Errorf("server URL %q: only https is supported", redactURL(s))
-	}
-	if u.Hostname() == "" {
-		return nil, "", fmt.Errorf("server URL %q has no host", redactURL(s))
-	}
-	user := u.User.Username()
-	u.User = nil
-	return u, user, nil
-}
-
 // pickUser merges --user with the URL's "user@": either may be given, or
 // both when they agree.
 func pickUser(flag, inURL string) (string, error) {
@@ -306,30 +264,6 @@ func pickUser(flag, inURL string) (string, error) {
 		return "", fmt.Errorf("--user %q and the server URL's %q@ disagree", flag, inURL)
 	}
 	return firstNonEmpty(flag, inURL), nil
-}
-
-// redactURL hides the user info of a server URL that may not parse, for
-// messages: everything between "//" (or the start) and the authority's
-// last "@".
-func redactURL(s string) string {
-	scheme, rest, ok := strings.Cut(s, "//")
-	if ok {
-		scheme += "//"
-	} else {
-		scheme, rest = "", s
-	}
-	for strings.HasPrefix(rest, "/") { // "https:///a:pw@host" meant one
-		scheme, rest = scheme+"/", rest[1:]
-	}
-	authority := rest
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		authority = rest[:i]
-	}
-	at := strings.LastIndex(authority, "@")
-	if at < 0 {
-		return s
-	}
-	return scheme + "xxxxx" + rest[at:]
 }
 
 func readLine(r *bufio.Reader) (string, error) {

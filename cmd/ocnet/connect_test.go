@@ -82,7 +82,7 @@ func TestServerURLUser(t *testing.T) {
 			"", "", "invalid %-escape"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			u, urlUser, err := parseServerURL(tc.raw)
+			u, urlUser, err := session.ParseServerURL(tc.raw)
 			var user string
 			if err == nil {
 				user, err = pickUser(tc.flagUser, urlUser)
@@ -112,14 +112,16 @@ func TestServerURLUser(t *testing.T) {
 
 func TestRedactURL(t *testing.T) {
 	for in, want := range map[string]string{
-		"https://a:b@vpn.example.com/x@y": "https://xxxxx@vpn.example.com/x@y",
+		"https://a:b@vpn.example.com/x@y": "https://xxxxx@y", // hides too much, safely
+		"https:/alice:pw@vpn.example.com": "https:/xxxxx@vpn.example.com",
+		"//://:pw@":                       "//xxxxx@",
 		"a:b@c@vpn.example.com":           "xxxxx@vpn.example.com",
 		"https://vpn.example.com/?u=a@b":  "https://vpn.example.com/?u=a@b",
 		"corp0":                           "corp0",
 		"https:////a:b@vpn.example.com/":  "https:////xxxxx@vpn.example.com/",
 	} {
-		if got := redactURL(in); got != want {
-			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		if got := session.RedactURL(in); got != want {
+			t.Errorf("session.RedactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

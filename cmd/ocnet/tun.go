@@ -76,11 +76,11 @@ func (t *tunFlags) takeName(args []string) (string, error) {
 		return "", usageError{fmt.Errorf("want one URL, got %d arguments", len(args))}
 	case t.name != tunAuto:
 		return "", usageError{fmt.Errorf("want one URL, got two (%q %q); "+
-			"a device name follows a bare --tun", redactURL(args[0]), redactURL(args[1]))}
+			"a device name follows a bare --tun", session.RedactURL(args[0]), session.RedactURL(args[1]))}
 	}
 	if err := checkIfName(args[0]); err != nil {
 		return "", usageError{fmt.Errorf("--tun %s %s: %w (use --tun NAME URL, "+
-			"flags before the URL)", redactURL(args[0]), redactURL(args[1]), err)}
+			"flags before the URL)", session.RedactURL(args[0]), session.RedactURL(args[1]), err)}
 	}
 	t.name = args[0]
 	return args[1], nil
@@ -90,7 +90,7 @@ func (t *tunFlags) takeName(args []string) (string, error) {
 // 15 bytes, no slash, colon or white space) and refuses what is plainly a
 // URL, which means the arguments came in the other order.
 func checkIfName(name string) error {
-	shown := redactURL(name) // it may be a URL with a password
+	shown := session.RedactURL(name) // it may be a URL with a password
 	switch {
 	case name == "" || name == "." || name == "..":
 		return fmt.Errorf("%q is not a device name", name)
