@@ -76,11 +76,13 @@ func (t *tunFlags) takeName(args []string) (string, error) {
 		return "", usageError{fmt.Errorf("want one URL, got %d arguments", len(args))}
 	case t.name != tunAuto:
 		return "", usageError{fmt.Errorf("want one URL, got two (%q %q); "+
-			"a device name follows a bare --tun", session.RedactURL(args[0]), session.RedactURL(args[1]))}
+			"a device name follows a bare --tun",
+			session.RedactURL(args[0]), session.RedactURL(args[1]))}
 	}
 	if err := checkIfName(args[0]); err != nil {
 		return "", usageError{fmt.Errorf("--tun %s %s: %w (use --tun NAME URL, "+
-			"flags before the URL)", session.RedactURL(args[0]), session.RedactURL(args[1]), err)}
+			"flags before the URL)",
+			session.RedactURL(args[0]), session.RedactURL(args[1]), err)}
 	}
 	t.name = args[0]
 	return args[1], nil
