@@ -384,12 +384,22 @@ func checkLocal(f connectFlags, po proxy.Options) error {
 // earlyConn is the CONNECT's TLS connection, dialed while the login runs
 // so that its handshake (a private-key operation on the headend, about
 // 10 ms on ocserv) does not add to the start-up. The zero value is none.
-type earlyConn struct{ c chan *tls.Conn }
+type earlyConn struct {
+	c      chan *tls.Conn
+	cancel context.CancelFunc
+}
+
+// dialAheadTimeout bounds the dial ahead, as the login bounds its own
+// handshakes: a headend that takes the connection and never answers held
+// both the CONNECT (get) and the exit after a failed login (close) for
+// ever. A variable for tests.
+var dialAheadTimeout = 15 * time.Second
 
 // dialAhead starts dialing; only where no person answers the login, so
 // the connection never idles on the headend for long.
 func dialAhead(ctx context.Context, u *url.URL, tlsConf *tls.Config) earlyConn {
-	e := earlyConn{c: make(chan *tls.Conn, 1)}
+	ctx, cancel := context.WithTimeout(ctx, dialAheadTimeout)
+	e := earlyConn{c: make(chan *tls.Conn, 1), cancel: cancel}
 	go func() {
 		conn, err := session.Dial(ctx, session.Options{URL: u, TLS: tlsConf})
 		if err != nil {
@@ -401,16 +411,24 @@ func dialAhead(ctx context.Context, u *url.URL, tlsConf *tls.Config) earlyConn {
 	return e
 }
 
-// get waits for the dial and returns its connection, or nil.
+// get waits for the dial, at most dialAheadTimeout, and returns its
+// connection, or nil.
 func (e earlyConn) get() *tls.Conn {
 	if e.c == nil {
 		return nil
 	}
-	return <-e.c
+	c := <-e.c
+	e.cancel()
+	return c
 }
 
+// close abandons the dial at once and closes what it got.
 func (e earlyConn) close() {
-	if c := e.get(); c != nil {
+	if e.c == nil {
+		return
+	}
+	e.cancel()
+	if c := <-e.c; c != nil {
 		c.Close()
 	}
 }

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ocnet/ocnet/proxy"
 	"github.com/ocnet/ocnet/session"
@@ -144,5 +147,43 @@ func TestCheckLocalAuthenticate(t *testing.T) {
 	if err := checkLocal(f, proxy.Options{}); err == nil ||
 		!strings.Contains(err.Error(), "--socks") {
 		t.Errorf("connect with a busy --socks port: %v, want an error naming --socks", err)
+	}
+}
+
+// TestDialAheadSilentHeadend: a headend that takes the TCP connection and
+// never answers TLS holds neither a failed login's exit (close, at once)
+// nor the CONNECT (get, at most dialAheadTimeout). Both waited for ever.
+func TestDialAheadSilentHeadend(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	u, _ := url.Parse("https://" + ln.Addr().String() + "/")
+
+	begin := time.Now()
+	dialAhead(t.Context(), u, &tls.Config{}).close()
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("close took %v", took)
+	}
+
+	saved := dialAheadTimeout
+	dialAheadTimeout = 200 * time.Millisecond
+	defer func() { dialAheadTimeout = saved }()
+	begin = time.Now()
+	if c := dialAhead(t.Context(), u, &tls.Config{}).get(); c != nil {
+		t.Error("get returned a connection from a silent headend")
+	}
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("get took %v", took)
 	}
 }
