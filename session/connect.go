@@ -97,6 +97,11 @@ func (t *Tunnel) ExportPSK() ([]byte, error) {
 // the same cookie cannot help; the user must log in again.
 var ErrCookieRejected = errors.New("session: the headend does not accept the session cookie")
 
+// ErrHeadendClosed is wrapped when the headend closes the connection
+// before its answer to CONNECT is complete: a network failure, which
+// ocnet reports as one (exit status 5), not as an unknown error.
+var ErrHeadendClosed = errors.New("the headend closed the connection")
+
 // ConnectError is a CONNECT answered with a status other than 200 or 401
 // that is not a refused cookie, such as ocserv's 503 "Server configuration
 // error": a server-side condition worth retrying. Reason is the server's
@@ -425,7 +430,7 @@ func readReply(br *bufio.Reader) (int, string, http.Header, error) {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return 0, "", nil, fmt.Errorf("session: read connect reply: %w", err)
+		return 0, "", nil, fmt.Errorf("session: read connect reply: %w", closed(err))
 	}
 
 	proto, rest, _ := strings.Cut(line, " ")
@@ -438,9 +443,17 @@ func readReply(br *bufio.Reader) (int, string, http.Header, error) {
 
 	mh, err := tp.ReadMIMEHeader()
 	if err != nil {
-		return 0, "", nil, fmt.Errorf("session: read connect reply headers: %w", err)
+		return 0, "", nil, fmt.Errorf("session: read connect reply headers: %w", closed(err))
 	}
 	return status, text, http.Header(mh), nil
+}
+
+// closed marks an end of stream in the reply as ErrHeadendClosed.
+func closed(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: %w", ErrHeadendClosed, err)
+	}
+	return err
 }
 
 // replyError maps a non-200 status to the error callers branch on.

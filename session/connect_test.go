@@ -323,7 +323,16 @@ func TestConnectRejected(t *testing.T) {
 			name:  "connection closed",
 			reply: "",
 			check: func(t *testing.T, err error) {
-				if !errors.Is(err, io.ErrUnexpectedEOF) {
+				if !errors.Is(err, io.ErrUnexpectedEOF) || !errors.Is(err, ErrHeadendClosed) {
+					t.Errorf("err = %v", err)
+				}
+			},
+		},
+		{
+			name:  "connection closed in the headers",
+			reply: "HTTP/1.1 200 CONNECTED\r\nX-CSTP-Address: 198.19.9.9\r\n",
+			check: func(t *testing.T, err error) {
+				if !errors.Is(err, ErrHeadendClosed) {
 					t.Errorf("err = %v", err)
 				}
 			},

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
@@ -32,6 +33,8 @@ func TestCookieHint(t *testing.T) {
 		{"stdin cookie", refused, true, exitAuth, "--authenticate"},
 		{"fresh cookie", refused, false, exitAuth, "just issued"},
 		{"server busy", busy, true, exitNetwork, "Server configuration error"},
+		{"closed mid-CONNECT", fmt.Errorf("session: read connect reply: %w: %w",
+			session.ErrHeadendClosed, io.ErrUnexpectedEOF), true, exitNetwork, "closed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := cookieHint(tc.err, tc.fromStdin)

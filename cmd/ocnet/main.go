@@ -104,6 +104,7 @@ func exitCode(err error) int {
 		errors.Is(err, session.ErrCookieRejected):
 		return exitAuth
 	case errors.As(err, &ce), errors.As(err, &oe), errors.As(err, &ne),
+		errors.Is(err, session.ErrHeadendClosed),
 		errors.Is(err, errTunnelLost), errors.Is(err, client.ErrReconnectTimeout):
 		return exitNetwork
 	}
