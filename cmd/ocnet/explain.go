@@ -37,7 +37,7 @@ type explanation struct {
 	Resolve   string      `json:"resolve,omitempty"` // why there are no addresses
 	Routes    []routeStep `json:"routes,omitempty"`
 	OnDemand  *step       `json:"on_demand,omitempty"`
-	Decision  string      `json:"decision"`
+	Decision  string      `json:"decision"` // tunnel, direct, refuse; fail: no address
 	Rule      string      `json:"rule"`
 }
 
@@ -101,6 +101,13 @@ func explainFlow(ctx context.Context, p *split.Policy, res *dnsproxy.Resolver,
 		}
 	}
 	e.Decision, e.Rule = d.String(), r.String()
+
+	// A name the live session cannot resolve is no flow at all: the
+	// proxies fail it. Reporting the name rules' "direct" here sent
+	// people looking for a direct path that is never tried.
+	if res != nil && e.Name != "" && len(addrs) == 0 && d != split.Refuse {
+		e.Decision, e.Rule = "fail", "the name does not resolve"
+	}
 	return e, nil
 }
 
@@ -331,7 +338,8 @@ func printExplanation(e *explanation) {
 	if len(e.Addresses) > 0 {
 		row("addresses", strings.Join(e.Addresses, ", "))
 	} else if e.Resolve != "" {
-		row("addresses", e.Resolve)
+		// Joined errors (one per server) would break the table's lines.
+		row("addresses", strings.ReplaceAll(e.Resolve, "\n", "; "))
 	}
 	for _, r := range e.Routes {
 		row("route", r.Address+" -> "+r.Decision+" ("+r.Rule+")")

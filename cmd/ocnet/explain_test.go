@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/ocnet/ocnet/dnsproxy"
 	"github.com/ocnet/ocnet/split"
 )
 
@@ -43,5 +44,23 @@ func TestExplainFlowOffline(t *testing.T) {
 		if _, err := explainFlow(t.Context(), p, nil, bad, ""); err == nil {
 			t.Errorf("target %q accepted", bad)
 		}
+	}
+}
+
+// TestExplainFlowUnresolved: against a live resolver, a name that does not
+// resolve fails; explain used to report the name rules' "direct".
+func TestExplainFlowUnresolved(t *testing.T) {
+	p := &split.Policy{
+		Include: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		Domains: []string{"corp.example"},
+	}
+	res := dnsproxy.New(dnsproxy.Options{Policy: p}) // no tunnel servers
+	e, err := explainFlow(t.Context(), p, res, "gone.corp.example:443", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Decision != "fail" || e.Resolve == "" {
+		t.Errorf("decision %s (%s), resolve %q: want fail with the lookup error",
+			e.Decision, e.Rule, e.Resolve)
 	}
 }
