@@ -328,15 +328,6 @@ func TestConnectRejected(t *testing.T) {
 				}
 			},
 		},
-		{
-			name:  "connection closed in the headers",
-			reply: "HTTP/1.1 200 CONNECTED\r\nX-CSTP-Address: 198.19.9.9\r\n",
-			check: func(t *testing.T, err error) {
-				if !errors.Is(err, ErrHeadendClosed) {
-					t.Errorf("err = %v", err)
-				}
-			},
-		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -540,4 +531,23 @@ func TestConnectEarlyConn(t *testing.T) {
 			t.Error("tunnel runs over the closed connection")
 		}
 	})
+}
+
+// TestReadReplyClosed: a reply cut off anywhere before its blank line is
+// ErrHeadendClosed, which ocnet reports as a network failure (exit 5).
+func TestReadReplyClosed(t *testing.T) {
+	for _, reply := range []string{
+		"",
+		"HTTP/1.1 200 CONN",
+		"HTTP/1.1 200 CONNECTED\r\nX-CSTP-Address: 198.19.9.9\r\n",
+	} {
+		_, _, _, err := readReply(bufio.NewReader(strings.NewReader(reply)))
+		if !errors.Is(err, ErrHeadendClosed) {
+			t.Errorf("reply %q: err = %v, want ErrHeadendClosed", reply, err)
+		}
+	}
+	_, _, _, err := readReply(bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\n\r\n")))
+	if err != nil {
+		t.Errorf("complete reply: %v", err)
+	}
 }
