@@ -35,13 +35,8 @@ func DefaultPath() string {
 // belong to the caller, so no other user can reach the socket.
 func Serve(ctx context.Context, path string, status func() any, log *slog.Logger,
 	extra ...map[string]http.HandlerFunc) (stop func(), err error) {
-	if err := privateDir(filepath.Dir(path)); err != nil {
+	if err := Check(path); err != nil {
 		return nil, err
-	}
-	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("control: %s: another ocnet is running; "+
-			"give this one its own --control path", path)
 	}
 	os.Remove(path)
 
@@ -77,6 +72,22 @@ func Serve(ctx context.Context, path string, status func() any, log *slog.Logger
 	}()
 	var once sync.Once
 	return func() { once.Do(func() { close(stopped) }) }, nil
+}
+
+// Check reports what would fail Serve at path, so that a caller can fail
+// before it logs in and connects: a directory that is another user's or
+// open to others, or another ocnet answering there. It creates the
+// directory as Serve does.
+func Check(path string) error {
+	if err := privateDir(filepath.Dir(path)); err != nil {
+		return err
+	}
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return fmt.Errorf("control: %s: another ocnet is running; "+
+			"give this one its own --control path", path)
+	}
+	return nil
 }
 
 // privateDir makes dir (0700) or checks that an existing one is the

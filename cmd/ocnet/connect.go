@@ -18,6 +18,7 @@ import (
 
 	"github.com/ocnet/ocnet/auth"
 	"github.com/ocnet/ocnet/client"
+	"github.com/ocnet/ocnet/control"
 	"github.com/ocnet/ocnet/proxy"
 	"github.com/ocnet/ocnet/session"
 	"github.com/ocnet/ocnet/trust"
@@ -340,6 +341,13 @@ func checkLocal(f connectFlags, po proxy.Options) error {
 	}
 	if f.authenticate {
 		return nil
+	}
+	if f.control != "" {
+		// Found only after the tunnel was up, this cost a login and a
+		// session on the headend.
+		if err := control.Check(f.control); err != nil {
+			return err
+		}
 	}
 
 	type want struct{ flag, network, addr string }

@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ocnet/ocnet/control"
 	"github.com/ocnet/ocnet/proxy"
 	"github.com/ocnet/ocnet/session"
 )
@@ -188,5 +190,24 @@ func TestDialAheadSilentHeadend(t *testing.T) {
 	}
 	if took := time.Since(begin); took > 2*time.Second {
 		t.Errorf("get took %v", took)
+	}
+}
+
+// TestCheckLocalControl: a --control path another ocnet serves is found
+// before the login, not after the tunnel is up.
+func TestCheckLocalControl(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctl", "ocnet.sock")
+	stop, err := control.Serve(t.Context(), path, func() any { return "ok" }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+
+	err = checkLocal(connectFlags{control: path}, proxy.Options{})
+	if err == nil || !strings.Contains(err.Error(), "another ocnet") {
+		t.Errorf("checkLocal with a busy --control: %v", err)
+	}
+	if err := checkLocal(connectFlags{control: path + ".2"}, proxy.Options{}); err != nil {
+		t.Errorf("checkLocal with a free --control: %v", err)
 	}
 }
