@@ -173,6 +173,32 @@ func TestReconnectTimeout(t *testing.T) {
 	}
 }
 
+// TestFlappingHeadendBounded: a headend that accepts every CONNECT and
+// ends the tunnel at once is one outage, paced by the backoff and ended
+// by the reconnect bound, not a reconnect every few milliseconds for ever.
+func TestFlappingHeadendBounded(t *testing.T) {
+	t.Parallel()
+	h, c := start(t, func(o *Options) { o.ReconnectTimeout = 3 * time.Second })
+	h.Flap.Store(true)
+	h.DropTunnel()
+	start := time.Now()
+	select {
+	case <-c.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatalf("client still reconnecting past its bound (%d reconnects)",
+			c.Status().Reconnects)
+	}
+	if !errors.Is(c.Err(), ErrReconnectTimeout) {
+		t.Fatalf("err = %v, want ErrReconnectTimeout", c.Err())
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("gave up after %v, bound was 3s", d)
+	}
+	if n := c.Status().Reconnects; n > 4 {
+		t.Fatalf("%d reconnects in 3 s: the backoff was not applied", n)
+	}
+}
+
 func TestRekeyKeepsFlows(t *testing.T) {
 	t.Parallel()
 	h, _ := fakeheadWithRekey(t)

@@ -25,7 +25,9 @@ import (
 )
 
 func (c *Client) run(ctx context.Context) error {
+	var o outage
 	for {
+		up := time.Now()
 		rekey, err := c.runTunnel(ctx)
 		if ctx.Err() != nil || c.closing.Load() {
 			return nil
@@ -44,13 +46,34 @@ func (c *Client) run(ctx context.Context) error {
 			c.log.Warn("tunnel lost, reconnecting", "err", err)
 		}
 
-		if err := c.reconnect(ctx); err != nil {
+		// A tunnel that dies soon after it came back continues the same
+		// outage: a headend that takes every CONNECT and drops it at
+		// once must not reset the backoff and the bound each time.
+		if o.start.IsZero() || time.Since(up) >= stableTunnel {
+			o = outage{start: time.Now(), backoff: minBackoff}
+		} else {
+			o.flapped = true
+		}
+		if err := c.reconnect(ctx, &o); err != nil {
 			if ctx.Err() != nil || c.closing.Load() {
 				return nil
 			}
 			return err
 		}
 	}
+}
+
+// stableTunnel is how long a tunnel must have lasted for its loss to
+// start a new outage rather than continue the last one.
+const stableTunnel = 30 * time.Second
+
+// outage is one stretch of reconnecting: when it began, which the
+// reconnect bound counts from, the next pause between attempts, and
+// whether a tunnel came back during it only to be lost again at once.
+type outage struct {
+	start   time.Time
+	backoff time.Duration
+	flapped bool
 }
 
 // runTunnel runs the current tunnel's channels until CSTP ends; rekey says
@@ -188,13 +211,28 @@ const (
 var connectTimeout = 15 * time.Second
 
 // reconnect re-establishes the tunnel with the cookie, with backoff, until
-// it works or the bound passes.
-func (c *Client) reconnect(ctx context.Context) error {
+// it works or the bound, counted from the outage's start, passes.
+func (c *Client) reconnect(ctx context.Context, o *outage) error {
 	limit := c.reconnectLimit()
 	start := time.Now()
-	deadline := start.Add(limit)
-	backoff := minBackoff
+	deadline := o.start.Add(limit)
 	reauthed := false
+
+	if o.flapped {
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("%w after %v: the tunnel keeps dropping as soon as it "+
+				"is up", ErrReconnectTimeout, limit.Round(time.Second))
+		}
+		wait := min(o.backoff, time.Until(deadline))
+		c.log.Info("tunnel dropped soon after it came back; pausing", "retry_in",
+			wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		o.backoff = min(2*o.backoff, maxBackoff)
+	}
 
 	for attempt := 1; ; attempt++ {
 		// A login that fails for want of a headend (ocserv restarting
@@ -243,7 +281,7 @@ func (c *Client) reconnect(ctx context.Context) error {
 			return fmt.Errorf("%w after %v: %w", ErrReconnectTimeout,
 				limit.Round(time.Second), err)
 		}
-		wait := min(backoff, time.Until(deadline))
+		wait := min(o.backoff, time.Until(deadline))
 		c.log.Info("reconnect failed", "attempt", attempt, "retry_in",
 			wait.Round(time.Millisecond), "err", err)
 		select {
@@ -251,7 +289,7 @@ func (c *Client) reconnect(ctx context.Context) error {
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, maxBackoff)
+		o.backoff = min(2*o.backoff, maxBackoff)
 	}
 }
 

@@ -59,6 +59,7 @@ type Headend struct {
 	Address       atomic.Pointer[netip.Prefix]   // address handed out
 	RejectCookies atomic.Bool                    // answer CONNECT with 401
 	Refuse        atomic.Bool                    // close every new connection at once
+	Flap          atomic.Bool                    // end each tunnel right after CONNECT
 	RekeyTime     atomic.Int64                   // seconds; 0 = none
 	DNS           atomic.Pointer[[]netip.Addr]   // X-CSTP-DNS; nil = none
 	SplitDNS      atomic.Pointer[[]string]       // X-CSTP-Split-DNS; nil = none
@@ -341,6 +342,10 @@ func (h *Headend) connect(w http.ResponseWriter, r *http.Request) {
 
 	rw.WriteString(strings.Join(hdr, "\r\n") + "\r\n\r\n")
 	rw.Flush()
+	if h.Flap.Load() {
+		conn.Close()
+		return
+	}
 
 	h.readFrames(conn, rw.Reader)
 }
