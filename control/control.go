@@ -58,7 +58,10 @@ func Serve(ctx context.Context, path string, status func() any, log *slog.Logger
 			mux.HandleFunc(pattern, h)
 		}
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// Clients ask one question and go; an idle keep-alive connection is
+	// closed after a minute rather than held for the process's life.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout: time.Minute}
 	go srv.Serve(ln)
 
 	stopped := make(chan struct{})
