@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -140,8 +141,35 @@ func ListenForwards(fs []Forward) ([]net.Listener, error) {
 			return nil, fmt.Errorf("proxy: -L %s: %w", f, err)
 		}
 		lns = append(lns, ln)
+		if targetsItself(f.Target, ln.Addr()) {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("proxy: -L %s: the target is the forward's own "+
+				"listening address", f)
+		}
 	}
 	return lns, nil
+}
+
+// targetsItself says whether target, as written, names the listener at
+// self (a literal local address or localhost, on its port): such a
+// forward could only dial itself. Other names are caught per connection.
+func targetsItself(target string, self net.Addr) bool {
+	l, ok := addrPortOf(self)
+	host, port, err := net.SplitHostPort(target)
+	if !ok || err != nil {
+		return false
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	if isLocalName(host) {
+		ip, err = netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
+	}
+	return err == nil && reaches(netip.AddrPortFrom(ip, uint16(p)), l)
 }
 
 // ServeForward accepts on ln and splices each connection to f.Target,

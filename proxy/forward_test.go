@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,38 @@ func TestListenForwardsCleansUp(t *testing.T) {
 	fs := []Forward{{Listen: "127.0.0.1:0", Target: "h:1"}, {Listen: busy.Addr().String(), Target: "h:2"}}
 	if _, err := ListenForwards(fs); err == nil || !strings.Contains(err.Error(), busy.Addr().String()) {
 		t.Errorf("ListenForwards on a busy port: %v", err)
+	}
+}
+
+// TestListenForwardToItself: "-L 9001:localhost:9001" is refused when it
+// starts, not discovered one connection at a time.
+func TestListenForwardToItself(t *testing.T) {
+	free := listen(t)
+	port := strconv.Itoa(free.Addr().(*net.TCPAddr).Port)
+	free.Close()
+
+	for _, target := range []string{"127.0.0.1:" + port, "localhost:" + port,
+		"0.0.0.0:" + port} {
+		fs := []Forward{{Listen: "127.0.0.1:" + port, Target: target}}
+		lns, err := ListenForwards(fs)
+		if err == nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			t.Errorf("-L to %s on its own port: accepted", target)
+			continue
+		}
+		if !strings.Contains(err.Error(), "own listening address") {
+			t.Errorf("-L to %s: %v", target, err)
+		}
+	}
+
+	fs := []Forward{{Listen: "127.0.0.1:" + port, Target: "127.0.0.2:" + port}}
+	lns, err := ListenForwards(fs)
+	if err != nil {
+		t.Fatalf("-L to another address on the same port: %v", err)
+	}
+	for _, l := range lns {
+		l.Close()
 	}
 }
