@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -344,6 +345,12 @@ func TestUserInURL(t *testing.T) {
 // loopback port, so a run that got past the flags would reach nothing.
 func TestUsage(t *testing.T) {
 	bin := bed.BuildOcnet(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := ln.Addr().String() // free once closed, for a -L to itself
+	ln.Close()
 
 	for _, tc := range []struct {
 		name string
@@ -356,6 +363,8 @@ func TestUsage(t *testing.T) {
 			"https://alice:" + urlSecret + "@127.0.0.1:1/"}},
 		{"user-conflict", []string{"connect", "--non-inter", "--user", "bob",
 			"https://alice@127.0.0.1:1/"}},
+		{"forward-to-itself", []string{"connect", "--non-inter", "--socks", "",
+			"--http-proxy", "", "-L", self + ":" + self, "https://127.0.0.1:1/"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

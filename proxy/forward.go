@@ -141,7 +141,7 @@ func ListenForwards(fs []Forward) ([]net.Listener, error) {
 			return nil, fmt.Errorf("proxy: -L %s: %w", f, err)
 		}
 		lns = append(lns, ln)
-		if targetsItself(f.Target, ln.Addr()) {
+		if f.TargetsItself(ln.Addr()) {
 			for _, l := range lns {
 				l.Close()
 			}
@@ -152,12 +152,13 @@ func ListenForwards(fs []Forward) ([]net.Listener, error) {
 	return lns, nil
 }
 
-// targetsItself says whether target, as written, names the listener at
-// self (a literal local address or localhost, on its port): such a
-// forward could only dial itself. Other names are caught per connection.
-func targetsItself(target string, self net.Addr) bool {
+// TargetsItself says whether f's target, as written, names its own
+// listener at self (a literal local address or localhost, on its port):
+// such a forward could only dial itself. Other names are caught per
+// connection.
+func (f Forward) TargetsItself(self net.Addr) bool {
 	l, ok := addrPortOf(self)
-	host, port, err := net.SplitHostPort(target)
+	host, port, err := net.SplitHostPort(f.Target)
 	if !ok || err != nil {
 		return false
 	}

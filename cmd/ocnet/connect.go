@@ -350,13 +350,16 @@ func checkLocal(f connectFlags, po proxy.Options) error {
 		}
 	}
 
-	type want struct{ flag, network, addr string }
-	ws := []want{{"--socks", "tcp", f.socks}, {"--http-proxy", "tcp", f.httpProxy}}
-	if d := f.policy.dnsListen; d != "" {
-		ws = append(ws, want{"--dns-listen", "tcp", d}, want{"--dns-listen", "udp", d})
+	type want struct {
+		flag, network, addr string
+		fw                  *proxy.Forward
 	}
-	for _, fw := range po.Forwards {
-		ws = append(ws, want{"-L", "tcp", fw.Listen})
+	ws := []want{{"--socks", "tcp", f.socks, nil}, {"--http-proxy", "tcp", f.httpProxy, nil}}
+	if d := f.policy.dnsListen; d != "" {
+		ws = append(ws, want{"--dns-listen", "tcp", d, nil}, want{"--dns-listen", "udp", d, nil})
+	}
+	for i, fw := range po.Forwards {
+		ws = append(ws, want{"-L", "tcp", fw.Listen, &po.Forwards[i]})
 	}
 
 	var held []io.Closer
@@ -385,6 +388,10 @@ func checkLocal(f connectFlags, po proxy.Options) error {
 			return fmt.Errorf("%s %s: %w", w.flag, w.addr, err)
 		}
 		held = append(held, c)
+		if ln, ok := c.(net.Listener); ok && w.fw != nil && w.fw.TargetsItself(ln.Addr()) {
+			return fmt.Errorf("-L %s: the target is the forward's own listening address",
+				w.fw)
+		}
 	}
 	return nil
 }
