@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -67,9 +68,9 @@ func runLoad(args []string) error {
 		}
 		return enc.Encode(map[string]int64{"ready_unix_ns": at.UnixNano()})
 	case "rps":
-		n, errs, first, secs := requestRate(ctx, lf, *dur, *workers)
+		n, kinds, first, secs := requestRate(ctx, lf, *dur, *workers)
 		return enc.Encode(map[string]any{
-			"requests": n, "errors": errs, "first_error": first, "seconds": secs,
+			"requests": n, "errors": kinds, "first_error": first, "seconds": secs,
 		})
 	case "idle":
 		return holdIdle(ctx, lf, *counts, enc)
@@ -229,38 +230,57 @@ func tryOnce(ctx context.Context, lf loadFlags) bool {
 	return err == nil && code == 200
 }
 
+// reqTimeout bounds one request of the rps mode, so a request that hangs
+// counts as a failure instead of idling its worker to the end of the run.
+const reqTimeout = 2 * time.Second
+
 // requestRate runs workers that each loop: new connection, one GET, close,
-// for d. It returns completed requests, failures, the first failure and the
-// elapsed seconds.
+// for d. It returns completed requests, failures by kind, the first failure
+// and the elapsed seconds. The loop and the failure count go by the clock,
+// not by ctx.Err(): the context turns done only when its timer fires, a
+// little after the deadline, and until then every dial and read fails at
+// once, so workers spinning there counted thousands of failures that were
+// only the end of the run. A request the end cuts off is no failure.
 func requestRate(ctx context.Context, lf loadFlags, d time.Duration,
-	workers int) (int64, int64, string, float64) {
+	workers int) (int64, map[string]int64, string, float64) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var ok, bad atomic.Int64
-	var first atomic.Value
+	end, _ := ctx.Deadline()
+	var ok atomic.Int64
+	var mu sync.Mutex
+	kinds := map[string]int64{}
+	first := ""
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
+			for time.Now().Before(end) {
 				err := oneRequest(ctx, lf)
 				if err == nil {
 					ok.Add(1)
-				} else if ctx.Err() == nil {
-					bad.Add(1)
-					first.CompareAndSwap(nil, err.Error())
+					continue
 				}
+				if !time.Now().Before(end) {
+					return
+				}
+				mu.Lock()
+				kinds[failKind(err)]++
+				if first == "" {
+					first = err.Error()
+				}
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	msg, _ := first.Load().(string)
-	return ok.Load(), bad.Load(), msg, time.Since(start).Seconds()
+	return ok.Load(), kinds, first, time.Since(start).Seconds()
 }
 
 func oneRequest(ctx context.Context, lf loadFlags) error {
+	ctx, cancel := context.WithTimeout(ctx, reqTimeout)
+	defer cancel()
 	c, err := lf.dial(ctx)
 	if err != nil {
 		return err
@@ -277,6 +297,33 @@ func oneRequest(ctx context.Context, lf loadFlags) error {
 		err = fmt.Errorf("http: status %d", code)
 	}
 	return err
+}
+
+// failKind names what went wrong in one request, in a few words ("dial
+// timeout", "read reset"), for the failures-by-kind note.
+func failKind(err error) string {
+	step := "request"
+	var oe *net.OpError
+	switch {
+	case strings.HasPrefix(err.Error(), "http:"):
+		return err.Error()
+	case strings.HasPrefix(err.Error(), "socks:"):
+		step = "socks"
+	case errors.As(err, &oe):
+		step = oe.Op
+	}
+	var te interface{ Timeout() bool }
+	switch {
+	case errors.As(err, &te) && te.Timeout():
+		return step + " timeout"
+	case errors.Is(err, syscall.ECONNRESET):
+		return step + " reset"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return step + " refused"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return step + " EOF"
+	}
+	return step + " error"
 }
 
 // holdIdle opens keep-alive connections through the path, one GET each,

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,8 +125,9 @@ func measureSession(ctx context.Context, b *bedInfo, c *client, o options, r *ru
 
 	// Small requests, each on a new connection.
 	var rps struct {
-		Requests, Errors, Seconds float64
-		First                     string `json:"first_error"`
+		Requests, Seconds float64
+		Errors            map[string]int64
+		First             string `json:"first_error"`
 	}
 	args = append([]string{"rps", "-target", web, "-path", smallPath, "-duration",
 		o.rpsTime.String(), "-timeout", (o.rpsTime + 10*time.Second).String()}, socks...)
@@ -133,9 +135,8 @@ func measureSession(ctx context.Context, b *bedInfo, c *client, o options, r *ru
 		return fmt.Errorf("rps: %w", err)
 	}
 	r.Figures["rps"] = rps.Requests / rps.Seconds
-	if rps.Errors > 0 {
-		r.Notes = append(r.Notes, fmt.Sprintf("rps: %.0f failed requests, first: %s",
-			rps.Errors, rps.First))
+	if len(rps.Errors) > 0 {
+		r.Notes = append(r.Notes, "rps: "+failNote(rps.Errors)+", first: "+rps.First)
 	}
 	r.Figures["peak_rss_MiB"] = memKiB(c.pids(), "VmHWM") / 1024
 
@@ -252,4 +253,26 @@ func measureIdle(ctx context.Context, o options, c *client, socks []string, web 
 		io.WriteString(in, "\n")
 	}
 	return nil
+}
+
+// failNote sums failures by kind, the most frequent kind first: "12 failed
+// requests (9 dial timeout, 3 read reset)".
+func failNote(kinds map[string]int64) string {
+	var n int64
+	names := make([]string, 0, len(kinds))
+	for k, v := range kinds {
+		n += v
+		names = append(names, k)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if kinds[names[i]] != kinds[names[j]] {
+			return kinds[names[i]] > kinds[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	parts := make([]string, len(names))
+	for i, k := range names {
+		parts[i] = fmt.Sprintf("%d %s", kinds[k], k)
+	}
+	return fmt.Sprintf("%d failed requests (%s)", n, strings.Join(parts, ", "))
 }
