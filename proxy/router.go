@@ -29,6 +29,21 @@ var ErrNoTunnel = errors.New("proxy: no tunnel")
 // host (an app outside the tunnel's set with no bypass, say).
 var ErrRefused = errors.New("proxy: refused by policy")
 
+// ErrResolve marks a flow whose host name could not be turned into an
+// address: the local resolver failed or refused, the tunnel's DNS had no
+// answer, the name does not exist, or it has no address of the flow's
+// family. Callers branch on it to tell a name problem from a refused or
+// unreachable connection (SOCKS5 reply 4, not 5); the error text is the
+// resolver's own.
+var ErrResolve = errors.New("proxy: name not resolved")
+
+// resolveError wraps a resolution failure in ErrResolve without changing
+// its text, which already names the name and the resolver asked.
+type resolveError struct{ err error }
+
+func (e *resolveError) Error() string   { return e.err.Error() }
+func (e *resolveError) Unwrap() []error { return []error{ErrResolve, e.err} }
+
 // Dialer opens a connection. The netstack is the tunnel's Dialer; a
 // *net.Dialer is the direct one.
 type Dialer interface {
@@ -152,11 +167,12 @@ func (r *Router) dial(ctx context.Context, network, addr string) (net.Conn, erro
 
 	ips, err := r.resolve(ctx, host)
 	if err != nil {
-		return nil, fmt.Errorf("proxy: dial %s: %w", addr, err)
+		return nil, fmt.Errorf("proxy: dial %s: %w", addr, &resolveError{err})
 	}
 	ips = matchFamily(network, ips)
 	if len(ips) == 0 {
-		return nil, fmt.Errorf("proxy: dial %s: no %s address for %s", addr, network, host)
+		err := fmt.Errorf("no %s address for %s", network, host)
+		return nil, fmt.Errorf("proxy: dial %s: %w", addr, &resolveError{err})
 	}
 
 	name := host

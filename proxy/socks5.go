@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ocnet/ocnet/dnsproxy"
 )
 
 // ocnet speaks SOCKS5 itself rather than through armon/go-socks5: that
@@ -172,19 +174,40 @@ func (s *Server) socksConnect(ctx context.Context, conn net.Conn, br *bufio.Read
 	splice(conn, target)
 }
 
-// replyCode maps a dial error to the closest SOCKS5 reply.
+// replyCode maps a dial error to the closest SOCKS5 reply (RFC 1928
+// section 6). A name that did not resolve is host unreachable (4) however
+// its resolver failed: a resolver that refused the query, or a local one
+// that is not listening ("read: connection refused"), must not read as a
+// refused connection (5), which only the destination itself can give.
 func replyCode(err error) byte {
-	msg := err.Error()
 	switch {
 	case errors.Is(err, ErrRefused), errors.Is(err, ErrLoop):
 		return repNotAllowed
+	case isResolveError(err):
+		return repHostUnreachable
 	case errors.Is(err, ErrNoTunnel), errors.Is(err, syscall.ENETUNREACH),
-		strings.Contains(msg, "network is unreachable"):
+		strings.Contains(err.Error(), "network is unreachable"):
 		return repNetUnreachable
-	case errors.Is(err, syscall.ECONNREFUSED), strings.Contains(msg, "refused"):
+	case errors.Is(err, syscall.ECONNREFUSED), isStackRefused(err):
 		return repConnRefused
-	case errors.Is(err, context.DeadlineExceeded), strings.Contains(msg, "timed out"):
+	case errors.Is(err, context.DeadlineExceeded), strings.Contains(err.Error(), "timed out"):
 		return repTTLExpired
 	}
 	return repHostUnreachable
+}
+
+// isResolveError says whether err is a failure to resolve the flow's
+// name: the Router's ErrResolve, or, for a flow a Gate dialled itself, a
+// resolver's own error.
+func isResolveError(err error) bool {
+	var de *net.DNSError
+	return errors.Is(err, ErrResolve) || errors.As(err, &de) ||
+		errors.Is(err, dnsproxy.ErrNotFound) || errors.Is(err, dnsproxy.ErrNoServers) ||
+		errors.Is(err, dnsproxy.ErrServerFailed)
+}
+
+// isStackRefused matches a reset answer to a SYN sent through the tunnel:
+// gVisor's gonet turns its tcpip.Error into text, so no errno survives.
+func isStackRefused(err error) bool {
+	return strings.Contains(err.Error(), "connection was refused")
 }

@@ -11,17 +11,20 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	xproxy "golang.org/x/net/proxy"
 
+	"github.com/ocnet/ocnet/dnsproxy"
 	"github.com/ocnet/ocnet/split"
 )
 
@@ -481,4 +484,166 @@ func TestPerAppRules(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReplyCode checks that a name that does not resolve is reply 4 (host
+// unreachable) however its resolver failed, even when the failure's text
+// says "refused", and that only a refused connection is reply 5.
+func TestReplyCode(t *testing.T) {
+	dnsRefused := &net.DNSError{Err: "read udp 127.0.0.1:40000->127.0.0.53:53: " +
+		"read: connection refused", Name: "intranet.example", Server: "127.0.0.53:53"}
+	tcpRefused := &net.OpError{Op: "dial", Net: "tcp",
+		Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}
+	stackRefused := &net.OpError{Op: "connect", Net: "tcp",
+		Err: errors.New("connection was refused")}
+
+	tests := []struct {
+		name string
+		err  error
+		want byte
+	}{
+		{"router resolve error", &resolveError{errors.New("lookup x: refused")},
+			repHostUnreachable},
+		{"local resolver refused, wrapped", fmt.Errorf("proxy: dial x:80: %w",
+			&resolveError{fmt.Errorf("dnsproxy: lookup x (local): %w", dnsRefused)}),
+			repHostUnreachable},
+		{"gate dialled, DNS error", &net.OpError{Op: "dial", Net: "tcp", Err: dnsRefused},
+			repHostUnreachable},
+		{"tunnel DNS answered REFUSED", fmt.Errorf("dnsproxy: lookup x (tunnel): %w: %w",
+			dnsproxy.ErrServerFailed, errors.New("server answered REFUSED")),
+			repHostUnreachable},
+		{"NXDOMAIN", fmt.Errorf("lookup x: %w", dnsproxy.ErrNotFound), repHostUnreachable},
+		{"no tunnel DNS", dnsproxy.ErrNoServers, repHostUnreachable},
+		{"resolver timeout", &net.DNSError{Err: "i/o timeout", IsTimeout: true},
+			repHostUnreachable},
+		{"direct connection refused", tcpRefused, repConnRefused},
+		{"tunnel connection refused", fmt.Errorf("10.0.0.1:80 via tunnel: %w", stackRefused),
+			repConnRefused},
+		{"policy refused", fmt.Errorf("x: %w", ErrRefused), repNotAllowed},
+		{"loop", ErrLoop, repNotAllowed},
+		{"no tunnel", ErrNoTunnel, repNetUnreachable},
+		{"net unreachable", syscall.ENETUNREACH, repNetUnreachable},
+		{"deadline", context.DeadlineExceeded, repTTLExpired},
+		{"other", errors.New("refused by test"), repHostUnreachable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := replyCode(tt.err); got != tt.want {
+				t.Errorf("replyCode(%v) = %d (%s), want %d (%s)", tt.err,
+					got, replyText(got), tt.want, replyText(tt.want))
+			}
+		})
+	}
+}
+
+// refusingDNS answers every query on a loopback UDP port with REFUSED, as
+// a stub resolver that serves no one would. It returns its address.
+func refusingDNS(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if n < 12 {
+				continue
+			}
+			buf[2] |= 0x80                  // QR: a response
+			buf[3] = buf[3]&0xf0 | 0x80 | 5 // RA, RCODE 5 REFUSED
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// closedUDPPort returns a loopback UDP address nothing listens on, so a
+// query there fails with "connection refused".
+func closedUDPPort(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	return addr
+}
+
+// TestSOCKS5UnresolvedName runs the user's case: the local resolver
+// refuses the query (or is not there at all). SOCKS5 must answer 4 (host
+// unreachable), not 5 (connection refused), and the HTTP proxy 502.
+func TestSOCKS5UnresolvedName(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		server string
+	}{
+		{"resolver answers REFUSED", refusingDNS(t)},
+		{"resolver port closed", closedUDPPort(t)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			local := &net.Resolver{PreferGo: true,
+				Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+					var d net.Dialer
+					return d.DialContext(ctx, "udp", tt.server)
+				}}
+			direct := &failDialer{}
+			r := &Router{
+				Policy:   &split.Policy{Include: []netip.Prefix{fakeNet}},
+				Resolver: dnsproxy.New(dnsproxy.Options{Local: local}),
+				Direct:   direct,
+			}
+			socksAddr, httpAddr := servers(t, r, Options{})
+
+			c, err := net.Dial("tcp", socksAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			name := "www.unresolved.example"
+			req := append([]byte{5, 1, 0, 5, 1, 0, 3, byte(len(name))}, name...)
+			c.Write(append(req, 0, 80))
+			var rep [5]byte
+			if _, err := io.ReadFull(c, rep[:]); err != nil {
+				t.Fatal(err)
+			}
+			if rep[3] != repHostUnreachable {
+				t.Errorf("SOCKS5 reply %d (%s), want %d (%s)", rep[3], replyText(rep[3]),
+					repHostUnreachable, replyText(repHostUnreachable))
+			}
+
+			resp, err := httpVia(httpAddr, "http://"+name+"/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadGateway ||
+				!strings.Contains(string(body), "cannot reach "+name) {
+				t.Errorf("HTTP proxy answered %d %q, want 502 naming %s",
+					resp.StatusCode, body, name)
+			}
+			if len(direct.dsts) > 0 {
+				t.Errorf("dialled %v for a name that did not resolve", direct.dsts)
+			}
+		})
+	}
+}
+
+// httpVia GETs url through the HTTP proxy at proxyAddr.
+func httpVia(proxyAddr, target string) (*http.Response, error) {
+	pu, err := url.Parse("http://" + proxyAddr)
+	if err != nil {
+		return nil, err
+	}
+	c := &http.Client{Timeout: 10 * time.Second,
+		Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
+	return c.Get(target)
 }
