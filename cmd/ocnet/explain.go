@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -37,7 +37,7 @@ type explanation struct {
 	Resolve   string      `json:"resolve,omitempty"` // why there are no addresses
 	Routes    []routeStep `json:"routes,omitempty"`
 	OnDemand  *step       `json:"on_demand,omitempty"`
-	Decision  string      `json:"decision"` // tunnel, direct, refuse; fail: no address
+	Decision  string      `json:"decision"` // tunnel, direct, refuse; fail, unknown: no address
 	Rule      string      `json:"rule"`
 }
 
@@ -108,7 +108,45 @@ func explainFlow(ctx context.Context, p *split.Policy, res *dnsproxy.Resolver,
 	if res != nil && e.Name != "" && len(addrs) == 0 && d != split.Refuse {
 		e.Decision, e.Rule = "fail", "the name does not resolve"
 	}
+
+	// Offline nothing is resolved, and a name no app or name rule
+	// decides is routed by the address it will resolve to: the rules'
+	// fallback ("outside every split-include") said "direct" for names
+	// that the tunnel's DNS resolves into a split-include.
+	if res == nil && e.Name != "" && byAddress(r) {
+		e.Decision, e.Rule = "unknown", "until resolved: "+routesHint(p)
+	}
 	return e, nil
+}
+
+// byAddress says whether r is the fallback Decide reaches when no rule
+// matched, which for a flow with an address the address rules precede.
+func byAddress(r split.Rule) bool {
+	return r.Kind == split.RuleNotIncluded || r.Kind == split.RuleTunnelAll
+}
+
+// routesHint says in a line which addresses go to the tunnel, for a name
+// that is not resolved yet.
+func routesHint(p *split.Policy) string {
+	if len(p.Include) == 0 {
+		return "tunnel for any address not excluded (split-exclude, --exclude, " +
+			"the LAN, loopback), direct for the others"
+	}
+
+	const show = 3
+	inc := append(append([]netip.Prefix(nil), p.User.Include...), p.Include...)
+	var names []string
+	for _, pfx := range inc[:min(len(inc), show)] {
+		names = append(names, pfx.String())
+	}
+	list := strings.Join(names, ", ")
+	if len(inc) > show {
+		list += fmt.Sprintf(" and %d more", len(inc)-show)
+	}
+	if len(p.Exclude) > 0 || len(p.User.Exclude) > 0 {
+		list += " (exclusions apart)"
+	}
+	return "tunnel for addresses in " + list + ", direct for the others"
 }
 
 // onDemandStep reports the connect-on-demand verdict for name, and notes
@@ -119,16 +157,22 @@ func onDemandStep(o *split.OnDemandRules, name string, localFailed bool) *step {
 	}
 	connect, r := o.Connect(name, localFailed)
 	if connect {
-		return &step{Result: "bring the tunnel up", Rule: r.String()}
+		return &step{Result: onDemandUp, Rule: r.String()}
 	}
 	if r.Kind == split.RuleNone && !localFailed {
 		if c, r2 := o.Connect(name, true); c {
-			return &step{Result: "bring the tunnel up only if the local lookup fails",
-				Rule: r2.String()}
+			return &step{Result: onDemandIfNeeded, Rule: r2.String()}
 		}
 	}
-	return &step{Result: "do not bring the tunnel up", Rule: r.String()}
+	return &step{Result: onDemandNo, Rule: r.String()}
 }
+
+// The on-demand verdicts, as the JSON's on_demand.result carries them.
+const (
+	onDemandUp       = "bring the tunnel up"
+	onDemandIfNeeded = "bring the tunnel up only if the local lookup fails"
+	onDemandNo       = "do not bring the tunnel up"
+)
 
 // splitTarget separates an optional port from a name or address.
 func splitTarget(t string) (host, port string, err error) {
@@ -197,7 +241,7 @@ func newExplainCmd() *cobra.Command {
 		Long: "Without policy flags explain asks the running client (over its control socket)\n" +
 			"and resolves names as its proxies would. With any policy flag, or --offline, it\n" +
 			"evaluates the policy given on the command line and resolves nothing.",
-		Args: cobra.ExactArgs(1),
+		Args: explainArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runExplain(cmd, f, args[0])
 		},
@@ -217,6 +261,21 @@ func newExplainCmd() *cobra.Command {
 	fl.BoolVar(&f.tunnelAllDNS, "tunnel-all-dns", false, "headend tunnels all DNS")
 	fl.BoolVar(&f.offline, "offline", false, "use only the policy on the command line")
 	return cmd
+}
+
+// explainArgs wants one target, and on a mistake shows the usage line:
+// cobra's own "accepts 1 arg(s), received 0" left people guessing what
+// the argument is.
+func explainArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 1 {
+		return nil
+	}
+	what := "no target"
+	if len(args) > 1 {
+		what = fmt.Sprintf("%d targets", len(args))
+	}
+	return usageError{fmt.Errorf("explain: want one target, got %s\nusage: %s",
+		what, cmd.UseLine())}
 }
 
 func runExplain(cmd *cobra.Command, f explainFlags, target string) error {
@@ -254,11 +313,11 @@ func runExplain(cmd *cobra.Command, f explainFlags, target string) error {
 	}
 
 	if f.asJSON {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(cmd.OutOrStdout())
 		enc.SetIndent("", "  ")
 		return enc.Encode(e)
 	}
-	printExplanation(e)
+	printExplanation(cmd.OutOrStdout(), e)
 	return nil
 }
 
@@ -325,8 +384,8 @@ func appendFamily(v string, v4, v6 *[]string) {
 	}
 }
 
-func printExplanation(e *explanation) {
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+func printExplanation(out io.Writer, e *explanation) {
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(w, "%s:\t%s\n", k, v) }
 	row("target", e.Target)
 	if e.App != nil {
@@ -344,9 +403,28 @@ func printExplanation(e *explanation) {
 	for _, r := range e.Routes {
 		row("route", r.Address+" -> "+r.Decision+" ("+r.Rule+")")
 	}
+	// The on-demand rules act only while the tunnel is down, the
+	// decision only while it is up; side by side without saying so they
+	// read as a contradiction ("do not bring the tunnel up", "tunnel").
+	decision := e.Decision + " (" + e.Rule + ")"
 	if e.OnDemand != nil {
-		row("on-demand", e.OnDemand.Result+" ("+e.OnDemand.Rule+")")
+		row("on-demand", "while the tunnel is down: "+onDemandText(e.OnDemand))
+		decision = "while the tunnel is up: " + decision
 	}
-	row("decision", e.Decision+" ("+e.Rule+")")
+	row("decision", decision)
 	w.Flush()
+}
+
+// onDemandText says what a flow does while the on-demand tunnel is down.
+func onDemandText(s *step) string {
+	switch s.Result {
+	case onDemandUp:
+		return "would bring it up (" + s.Rule + ")"
+	case onDemandIfNeeded:
+		return "would bring it up only if the local lookup fails, else goes direct (" +
+			s.Rule + ")"
+	case onDemandNo:
+		return "would not bring it up; goes direct (" + s.Rule + ")"
+	}
+	return s.Result + " (" + s.Rule + ")"
 }
