@@ -19,6 +19,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -73,13 +75,59 @@ func newRootCmd() *cobra.Command {
 		Short:         "AnyConnect/OpenConnect VPN client with a rootless SOCKS5/HTTP proxy",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionString(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return usageError{err}
 	})
 	root.AddCommand(newConnectCmd(), newStatusCmd(), newNCCmd(), newExplainCmd(),
-		newTunCleanupCmd())
+		newTunCleanupCmd(), newVersionCmd())
 	return root
+}
+
+// newVersionCmd prints what --version prints.
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print ocnet's version and the Go version it was built with",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), versionString())
+		},
+	}
+}
+
+// versionString names the build: the module version ("(devel)" for a
+// build from a checkout), the VCS revision and whether the tree had
+// uncommitted changes, when the build recorded them, and the Go version.
+func versionString() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "ocnet (devel), no build information, " + runtime.Version()
+	}
+	return formatVersion(bi)
+}
+
+func formatVersion(bi *debug.BuildInfo) string {
+	v := firstNonEmpty(bi.Main.Version, "(devel)")
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	out := "ocnet " + v
+	if rev != "" {
+		out += " " + rev
+		if modified == "true" {
+			out += "-dirty"
+		}
+	}
+	return out + " " + firstNonEmpty(bi.GoVersion, runtime.Version())
 }
 
 // usageError marks mistakes in the command line.
