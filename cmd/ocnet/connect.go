@@ -156,6 +156,15 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 		}, log)
 	}
 
+	// The device needs privileges the headend cannot give: found only
+	// after the login, it cost a login and a session (and exited 5).
+	if !f.authenticate {
+		if err := f.tun.openDevice(); err != nil {
+			return err
+		}
+		defer f.tun.closeDevice()
+	}
+
 	var cookie, banner, pin string
 	var reauth func(context.Context) (string, error)
 	var early earlyConn

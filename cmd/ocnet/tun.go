@@ -36,6 +36,11 @@ type tunFlags struct {
 
 	engine *tunmode.Engine
 
+	// dev is the device opened before the login (openDevice), until
+	// start hands it to the engine; devName is its name once started.
+	dev     tun.Device
+	devName string
+
 	// reconnected follows the host configuration after a reconnect; made
 	// by onReconnect, filled once the script has connected. A pointer,
 	// because the flags are passed by value.
@@ -144,8 +149,10 @@ func (t *tunFlags) start(ctx context.Context, c *client.Client, u *url.URL,
 	if !t.enabled() {
 		return func() {}, nil
 	}
-	if t.name != "" && t.fd >= 0 {
-		return nil, usageError{errors.New("--tun (or --interface) and --tun-fd exclude each other")}
+	if t.dev == nil {
+		if err := t.openDevice(); err != nil {
+			return nil, err
+		}
 	}
 	t.divert() // makes the engine if the client was started without it
 
@@ -177,15 +184,15 @@ func (t *tunFlags) start(ctx context.Context, c *client.Client, u *url.URL,
 		log.Debug("direct flows from the TUN leave through", "device", underlay)
 	}
 
-	dev, err := t.open(c.MTU())
-	if err != nil {
-		return nil, err
-	}
+	dev := t.dev
 	name, err := dev.Name()
 	if err != nil {
-		dev.Close()
 		return nil, fmt.Errorf("tun: device name: %w", err)
 	}
+	if err := setDeviceMTU(dev, name, c.MTU()); err != nil {
+		log.Warn("TUN device MTU", "device", name, "mtu", c.MTU(), "err", err)
+	}
+	t.dev, t.devName = nil, name // Run closes it from here on
 
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -247,29 +254,82 @@ func (t *tunFlags) start(ctx context.Context, c *client.Client, u *url.URL,
 	}, nil
 }
 
-// open creates the device or adopts the one at --tun-fd.
-func (t *tunFlags) open(mtu int) (tun.Device, error) {
+// openDevice creates the device or adopts the one at --tun-fd, before
+// the login, so that a user without CAP_NET_ADMIN learns it without
+// costing the headend a login and a session. Its MTU is provisional until
+// start knows the tunnel's. Errors are status 1: the errno beneath would
+// otherwise read as a network failure (5).
+func (t *tunFlags) openDevice() error {
+	if !t.enabled() {
+		return nil
+	}
+	if t.name != "" && t.fd >= 0 {
+		return usageError{errors.New("--tun (or --interface) and --tun-fd exclude each other")}
+	}
 	if t.fd >= 0 {
 		// Non-blocking, so that the runtime poller owns it and closing
 		// the device ends a pending read.
 		if err := unix.SetNonblock(t.fd, true); err != nil {
-			return nil, usageError{fmt.Errorf("--tun-fd %d: %w", t.fd, err)}
+			return usageError{fmt.Errorf("--tun-fd %d: %w", t.fd, err)}
 		}
 		f := os.NewFile(uintptr(t.fd), "tun-fd")
 		if f == nil {
-			return nil, usageError{fmt.Errorf("--tun-fd %d: not an open file", t.fd)}
+			return usageError{fmt.Errorf("--tun-fd %d: not an open file", t.fd)}
 		}
-		dev, err := tun.CreateTUNFromFile(f, mtu)
+		dev, err := createTUNFromFile(f, provisionalMTU)
 		if err != nil {
-			return nil, fmt.Errorf("tun: --tun-fd %d: %w", t.fd, err)
+			return fmt.Errorf("tun: --tun-fd %d: %v", t.fd, err)
 		}
-		return dev, nil
+		t.dev = dev
+		return nil
 	}
-	dev, err := tun.CreateTUN(t.name, mtu)
+	dev, err := createTUN(t.name, provisionalMTU)
 	if err != nil {
-		return nil, fmt.Errorf("tun: create %q (needs CAP_NET_ADMIN): %w", t.name, err)
+		return fmt.Errorf("tun: create %q (needs CAP_NET_ADMIN): %v", t.name, err)
 	}
-	return dev, nil
+	t.dev = dev
+	return nil
+}
+
+// closeDevice closes the device if start never took it.
+func (t *tunFlags) closeDevice() {
+	if t.dev != nil {
+		t.dev.Close()
+		t.dev = nil
+	}
+}
+
+// Device constructors, variables for tests.
+var (
+	createTUN         = tun.CreateTUN
+	createTUNFromFile = tun.CreateTUNFromFile
+)
+
+// provisionalMTU is the device's MTU from its creation before the login
+// until the tunnel's own is known.
+const provisionalMTU = 1500
+
+// setDeviceMTU gives the device the tunnel's MTU, as "ip link set mtu"
+// does (SIOCSIFMTU), unless it has it already. The script sets it too,
+// but not with --script "".
+func setDeviceMTU(dev tun.Device, name string, mtu int) error {
+	if cur, err := dev.MTU(); err == nil && cur == mtu {
+		return nil
+	}
+	if d, ok := dev.(interface{ SetMTU(int) error }); ok {
+		return d.SetMTU(mtu)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	ifr.SetUint32(uint32(mtu))
+	return unix.IoctlIfreq(fd, unix.SIOCSIFMTU, ifr)
 }
 
 // gatewayAddr is the headend's address, for the script's host route.

@@ -1,9 +1,17 @@
 package main
 
 import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
 )
 
 // TestTunName: how the device name and the URL are told apart.
@@ -47,5 +55,51 @@ func TestTunName(t *testing.T) {
 					tc.args, tf.name, u, err, tc.wantDev, tc.wantURL)
 			}
 		})
+	}
+}
+
+// TestTunDeviceBeforeLogin: a device that cannot be created (no
+// CAP_NET_ADMIN) ends connect --tun with status 1 and the reason before
+// the headend is contacted; it used to fail after the login, with 5.
+func TestTunDeviceBeforeLogin(t *testing.T) {
+	saved := createTUN
+	createTUN = func(string, int) (tun.Device, error) {
+		return nil, &os.PathError{Op: "open", Path: "/dev/net/tun", Err: unix.EPERM}
+	}
+	t.Cleanup(func() { createTUN = saved })
+
+	head, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer head.Close()
+	var contacted atomic.Int32
+	go func() {
+		for {
+			c, err := head.Accept()
+			if err != nil {
+				return
+			}
+			contacted.Add(1)
+			c.Close()
+		}
+	}()
+	setStdin(t, "pw\n")
+
+	err = runCmd(context.Background(), "connect", "--tun", "--non-inter",
+		"--passwd-on-stdin", "--user", "alice", "--socks", "", "--http-proxy", "",
+		"--control", "", "https://"+head.Addr().String()+"/")
+	if err == nil {
+		t.Fatal("connect --tun went on without a device")
+	}
+	if code := exitCode(err); code != exitOther {
+		t.Errorf("exit status %d, want 1 (%v)", code, err)
+	}
+	if !strings.Contains(err.Error(), "needs CAP_NET_ADMIN") {
+		t.Errorf("message %q does not say what is needed", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := contacted.Load(); n != 0 {
+		t.Errorf("the headend was contacted %d times", n)
 	}
 }
