@@ -1,6 +1,6 @@
 // Package trust owns the server-certificate policy: which headend
 // certificates ocnet accepts (system roots, an extra --cafile, or explicit
-// pin-sha256 pins) and how a certificate is named as a pin. It hands a
+// pin-sha256: and sha256: pins) and how a certificate is named as a pin. It hands a
 // *tls.Config to auth and session; it never opens a connection itself.
 package trust
 
@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -19,9 +20,19 @@ import (
 	"sync"
 )
 
-// pinPrefix is the scheme openconnect uses for --servercert: the SHA-256 of
-// the certificate's SubjectPublicKeyInfo in standard base64.
-const pinPrefix = "pin-sha256:"
+// The --servercert schemes openconnect defines (openconnect(8), and
+// openconnect_check_peer_cert_hash in its library.c):
+//
+//   - pinPrefix: the SHA-256 of the certificate's SubjectPublicKeyInfo in
+//     standard base64 (RFC 7469's pin); what ocnet prints.
+//   - hexPrefix: the same digest in hex. openconnect documents it as the
+//     hash of the public key, not of the certificate.
+//   - "sha1:HEX" and a bare 40-digit hex string (the SHA-1 of the whole
+//     DER certificate, openconnect's oldest form): refused, see weakSHA1.
+const (
+	pinPrefix = "pin-sha256:"
+	hexPrefix = "sha256:"
+)
 
 // Options is the user's trust policy for one headend.
 type Options struct {
@@ -29,9 +40,12 @@ type Options struct {
 	// the system roots. Empty means system roots only.
 	CAFile string
 
-	// Pins are "pin-sha256:BASE64" values. A leaf certificate whose public
-	// key matches any of them is accepted without any chain or name check,
-	// like openconnect --servercert.
+	// Pins are "pin-sha256:BASE64" or "sha256:HEX" values (hex in either
+	// case, colons between bytes allowed). A leaf certificate matching
+	// any of them is accepted without any chain or name check, like
+	// openconnect --servercert. A sha256: value matches the SHA-256 of
+	// the public key, as in openconnect, or of the whole DER certificate,
+	// which is what `openssl x509 -fingerprint -sha256` prints.
 	Pins []string
 }
 
@@ -106,23 +120,86 @@ func TLSConfig(serverName string, o Options) (*tls.Config, error) {
 	}, nil
 }
 
-// parsePins decodes "pin-sha256:BASE64" strings into raw digests.
-func parsePins(in []string) ([][]byte, error) {
-	var out [][]byte
-	for _, p := range in {
-		b64, ok := strings.CutPrefix(strings.TrimSpace(p), pinPrefix)
-		if !ok {
-			return nil, fmt.Errorf("trust: pin %q must start with %q", p, pinPrefix)
-		}
+// pinSet holds the parsed pins as raw SHA-256 digests: of the public key
+// (SubjectPublicKeyInfo) and of the whole DER certificate.
+type pinSet struct {
+	key, cert [][]byte
+}
 
-		sum, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil || len(sum) != sha256.Size {
-			return nil, fmt.Errorf("trust: pin %q is not %s followed by "+
-				"the base64 of a 32-byte SHA-256 digest", p, pinPrefix)
+func (ps pinSet) empty() bool { return len(ps.key) == 0 && len(ps.cert) == 0 }
+
+// match says whether leaf is pinned.
+func (ps pinSet) match(leaf *x509.Certificate) bool {
+	key := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	for _, p := range ps.key {
+		if bytes.Equal(p, key[:]) {
+			return true
 		}
-		out = append(out, sum)
 	}
-	return out, nil
+	if len(ps.cert) == 0 {
+		return false
+	}
+	cert := sha256.Sum256(leaf.Raw)
+	for _, p := range ps.cert {
+		if bytes.Equal(p, cert[:]) {
+			return true
+		}
+	}
+	return false
+}
+
+// weakSHA1 is why a SHA-1 fingerprint is refused rather than matched.
+const weakSHA1 = "SHA-1 fingerprints are refused: SHA-1 is broken (colliding " +
+	"certificates have been made), so a match does not prove the server's " +
+	"certificate; use the pin-sha256: pin ocnet prints for an untrusted server, " +
+	"or sha256:HEX"
+
+// parsePins decodes --servercert values into digests. Partial hashes,
+// which openconnect takes from 4 characters on, are refused: a few hex
+// digits are matched by chance or by a forger's cheap search.
+func parsePins(in []string) (pinSet, error) {
+	var ps pinSet
+	for _, raw := range in {
+		p := strings.TrimSpace(raw)
+		scheme, val, _ := strings.Cut(p, ":")
+		switch strings.ToLower(scheme) + ":" {
+		case pinPrefix:
+			sum, err := base64.StdEncoding.DecodeString(val)
+			if err != nil || len(sum) != sha256.Size {
+				return pinSet{}, fmt.Errorf("trust: --servercert %q is not %s followed by "+
+					"the base64 of a 32-byte SHA-256 digest", raw, pinPrefix)
+			}
+			ps.key = append(ps.key, sum)
+		case hexPrefix:
+			sum, err := hex.DecodeString(strings.ReplaceAll(val, ":", ""))
+			if err != nil || len(sum) != sha256.Size {
+				return pinSet{}, fmt.Errorf("trust: --servercert %q is not %s followed by "+
+					"the 64 hex digits of a SHA-256 digest (colons between bytes allowed)",
+					raw, hexPrefix)
+			}
+			ps.key = append(ps.key, sum)
+			ps.cert = append(ps.cert, sum)
+		case "sha1:":
+			return pinSet{}, fmt.Errorf("trust: --servercert %q: %s", raw, weakSHA1)
+		default:
+			if isHex(strings.ReplaceAll(p, ":", ""), sha1Size) {
+				return pinSet{}, fmt.Errorf("trust: --servercert %q looks like a SHA-1 "+
+					"certificate fingerprint: %s", raw, weakSHA1)
+			}
+			return pinSet{}, fmt.Errorf("trust: --servercert %q: want %sBASE64 or %sHEX",
+				raw, pinPrefix, hexPrefix)
+		}
+	}
+	return ps, nil
+}
+
+// sha1Size is the length of a SHA-1 digest in bytes.
+const sha1Size = 20
+
+// isHex says whether s is the hex encoding of n bytes.
+func isHex(s string, n int) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == n
 }
 
 // readCAFile parses the certificates in caFile ("" = none).
@@ -203,7 +280,7 @@ func rootPool(extra []*x509.Certificate) *x509.CertPool {
 // concurrent handshakes a shared tls.Config may see.
 type verifier struct {
 	serverName string
-	pins       [][]byte
+	pins       pinSet
 	roots      func() *x509.CertPool
 }
 
@@ -215,11 +292,8 @@ func (v *verifier) check(cs tls.ConnectionState) error {
 	}
 	leaf := cs.PeerCertificates[0]
 
-	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-	for _, p := range v.pins {
-		if bytes.Equal(p, sum[:]) {
-			return nil
-		}
+	if v.pins.match(leaf) {
+		return nil
 	}
 
 	inter := x509.NewCertPool()
@@ -237,7 +311,7 @@ func (v *verifier) check(cs tls.ConnectionState) error {
 	}
 
 	reason := reasonFor(err)
-	if len(v.pins) > 0 {
+	if !v.pins.empty() {
 		reason += ", and it matches none of the given pins"
 	}
 	return &Error{Pin: Pin(leaf), Subject: leaf.Subject.String(), Reason: reason}

@@ -4,9 +4,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -121,6 +123,15 @@ func TestTLSConfig(t *testing.T) {
 	otherPin := Pin(&x509.Certificate{RawSubjectPublicKeyInfo: mustSPKI(t, &otherKey.PublicKey)})
 	leafPin := Pin(pki.leaf)
 
+	// openconnect's sha256: is the public key's digest in hex; the whole
+	// certificate's is what openssl x509 -fingerprint -sha256 prints.
+	keySum := sha256.Sum256(pki.leaf.RawSubjectPublicKeyInfo)
+	certSum := sha256.Sum256(pki.leaf.Raw)
+	keyHex := "sha256:" + hex.EncodeToString(keySum[:])
+	certHex := "sha256:" + colonHex(certSum[:])
+	otherSum := sha256.Sum256(mustSPKI(t, &otherKey.PublicKey))
+	otherHex := "sha256:" + hex.EncodeToString(otherSum[:])
+
 	tests := []struct {
 		name       string
 		serverName string
@@ -140,6 +151,17 @@ func TestTLSConfig(t *testing.T) {
 			opts: Options{Pins: []string{otherPin, leafPin}}},
 		{name: "wrong pin", serverName: "127.0.0.1",
 			opts: Options{Pins: []string{otherPin}}, wantErr: true,
+			wantReason: "none of the given pins"},
+		{name: "sha256 hex of the public key", serverName: "other.example.com",
+			opts: Options{Pins: []string{keyHex}}},
+		{name: "sha256 hex, upper case", serverName: "other.example.com",
+			opts: Options{Pins: []string{strings.ToUpper(keyHex)}}},
+		{name: "sha256 of the whole certificate, with colons", serverName: "127.0.0.1",
+			opts: Options{Pins: []string{" " + certHex + " "}}},
+		{name: "sha256 among other pins", serverName: "127.0.0.1",
+			opts: Options{Pins: []string{otherPin, otherHex, keyHex}}},
+		{name: "wrong sha256", serverName: "127.0.0.1",
+			opts: Options{Pins: []string{otherHex}}, wantErr: true,
 			wantReason: "none of the given pins"},
 	}
 	for _, tt := range tests {
@@ -202,10 +224,28 @@ func TestTLSConfigRejectsBadInput(t *testing.T) {
 		opts       Options
 		want       string
 	}{
-		{"no scheme", "h", Options{Pins: []string{"AAAA"}}, "must start with"},
-		{"sha1 scheme", "h", Options{Pins: []string{"sha1:0123"}}, "must start with"},
+		{"no scheme", "h", Options{Pins: []string{"AAAA"}},
+			"want pin-sha256:BASE64 or sha256:HEX"},
+		{"unknown scheme", "h", Options{Pins: []string{"md5:" + strings.Repeat("a", 32)}},
+			"want pin-sha256:BASE64 or sha256:HEX"},
+		{"empty", "h", Options{Pins: []string{""}}, "want pin-sha256:BASE64"},
 		{"not base64", "h", Options{Pins: []string{"pin-sha256:!!!"}}, "32-byte"},
 		{"short digest", "h", Options{Pins: []string{"pin-sha256:AAAA"}}, "32-byte"},
+		{"sha256 not hex", "h", Options{Pins: []string{"sha256:" + strings.Repeat("x", 64)}},
+			"64 hex digits"},
+		// openconnect matches from 4 characters on; ocnet wants it all.
+		{"sha256 partial", "h", Options{Pins: []string{"sha256:abcd"}}, "64 hex digits"},
+		{"sha256 too long", "h", Options{Pins: []string{"sha256:" + strings.Repeat("a", 66)}},
+			"64 hex digits"},
+		{"sha256 as base64", "h", Options{Pins: []string{
+			"sha256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="}}, "64 hex digits"},
+		{"sha1 scheme", "h", Options{Pins: []string{"sha1:" + strings.Repeat("0a", 20)}},
+			"SHA-1 is broken"},
+		{"sha1 partial", "h", Options{Pins: []string{"sha1:0123"}}, "SHA-1 is broken"},
+		{"bare sha1", "h", Options{Pins: []string{strings.Repeat("0A", 20)}},
+			"looks like a SHA-1 certificate fingerprint"},
+		{"bare sha1 with colons", "h", Options{Pins: []string{
+			strings.TrimSuffix(strings.Repeat("0A:", 20), ":")}}, "SHA-1 is broken"},
 		{"missing CA file", "h", Options{CAFile: filepath.Join(dir, "nope")}, "reading CA file"},
 		{"CA file without PEM", "h", Options{CAFile: notPEM}, "no PEM certificate"},
 		{"empty server name", "", Options{}, "server name"},
@@ -238,6 +278,16 @@ func TestPin(t *testing.T) {
 	if _, err := TLSConfig("h", Options{Pins: []string{got}}); err != nil {
 		t.Fatalf("TLSConfig rejects its own pin: %v", err)
 	}
+}
+
+// colonHex is b in upper-case hex with colons between bytes, as openssl
+// prints fingerprints.
+func colonHex(b []byte) string {
+	parts := make([]string, len(b))
+	for i, c := range b {
+		parts[i] = fmt.Sprintf("%02X", c)
+	}
+	return strings.Join(parts, ":")
 }
 
 func mustSPKI(t *testing.T, pub any) []byte {
