@@ -76,7 +76,7 @@ func newConnectCmd() *cobra.Command {
 		"log in, print the cookie and server fingerprint as shell variables, then exit")
 	fl.StringVar(&f.useragent, "useragent", auth.DefaultUserAgent, "HTTP User-Agent to send")
 	fl.StringArrayVar(&f.servercert, "servercert", nil,
-		"accept the server certificate with this pin (pin-sha256:BASE64); repeatable")
+		"accept the server certificate with this pin (pin-sha256:BASE64, sha256:HEX); repeatable")
 	fl.StringVar(&f.cafile, "cafile", "", "PEM file of extra CAs to trust for the server")
 	fl.StringVar(&f.socks, "socks", "127.0.0.1:1080", `SOCKS5 proxy listen address ("" = off)`)
 	fl.StringVar(&f.httpProxy, "http-proxy", "127.0.0.1:8080", `HTTP proxy listen address ("" = off)`)
