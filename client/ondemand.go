@@ -14,6 +14,7 @@ import (
 	"github.com/ocnet/ocnet/proxy"
 	"github.com/ocnet/ocnet/session"
 	"github.com/ocnet/ocnet/split"
+	"github.com/ocnet/ocnet/trust"
 )
 
 // OnDemand serves the proxies with no tunnel, brings a tunnel up when a
@@ -24,6 +25,13 @@ import (
 // always, then if-needed when local resolution fails), or when the last
 // tunnel's policy routes its name or address into the tunnel. With no
 // rules and no tunnel yet, the first flow brings the tunnel up.
+//
+// A failure to bring the tunnel up fails the flow that asked, and the next
+// flow tries again, unless trying again cannot help: a login the headend
+// refused (see loginRefused), a certificate not trusted, or a session gone
+// with no way to log in again without a person.
+// Those end the OnDemand: Done is closed, Err says why, and the
+// proxies keep refusing flows until Close.
 type OnDemand struct {
 	o    Options
 	idle time.Duration
@@ -46,6 +54,10 @@ type OnDemand struct {
 
 	active   atomic.Int64 // open flows through the tunnel
 	lastUsed atomic.Int64 // unix nanoseconds of the last flow's end or start
+
+	done    chan struct{} // closed by end
+	endErr  error         // why it ended; written once before done closes
+	endOnce sync.Once
 }
 
 // StartOnDemand listens on o's proxy addresses and returns at once; no
@@ -58,7 +70,8 @@ func StartOnDemand(o Options, idle time.Duration,
 	// An HTTP proxy's pooled upstream connection counts as an open flow
 	// and would hold the tunnel up for its whole pool lifetime.
 	o.Proxy.UpstreamIdle = time.Second
-	od := &OnDemand{o: o, idle: idle, log: o.Logger, cookie: cookie}
+	od := &OnDemand{o: o, idle: idle, log: o.Logger, cookie: cookie,
+		done: make(chan struct{})}
 	od.router = &proxy.Router{Gate: od.gate, Logger: o.Logger.With("sub", "router")}
 
 	for _, addr := range []string{o.SOCKSAddr, o.HTTPAddr} {
@@ -117,6 +130,29 @@ func (od *OnDemand) SOCKSAddr() string { return addrOf(od.lns[0]) }
 // HTTPAddr returns where the HTTP proxy listens, or "".
 func (od *OnDemand) HTTPAddr() string { return addrOf(od.lns[1]) }
 
+// Done is closed when the OnDemand has ended on its own, for a reason no
+// later flow can overcome (see OnDemand); Err says which. Close does not
+// close it.
+func (od *OnDemand) Done() <-chan struct{} { return od.done }
+
+// Err says why the OnDemand ended on its own, or nil while it has not.
+func (od *OnDemand) Err() error {
+	select {
+	case <-od.done:
+		return od.endErr
+	default:
+		return nil
+	}
+}
+
+// end records the first reason to stop and closes done.
+func (od *OnDemand) end(err error) {
+	od.endOnce.Do(func() {
+		od.endErr = err
+		close(od.done)
+	})
+}
+
 // OnDemandStatus is the status while no tunnel is up.
 type OnDemandStatus struct {
 	State string `json:"state"`
@@ -143,6 +179,9 @@ func (od *OnDemand) gate(ctx context.Context, host string) (proxy.Dialer, error)
 	od.mu.Lock()
 	defer od.mu.Unlock()
 
+	if err := od.Err(); err != nil {
+		return nil, fmt.Errorf("client: on demand: ended: %w", err)
+	}
 	if od.c != nil && od.c.Err() == nil && !isDone(od.c) {
 		return tracked{od}, nil
 	}
@@ -199,9 +238,29 @@ func resolvesLocally(ctx context.Context, name string) bool {
 }
 
 // upLocked brings a tunnel up with the last cookie, or a fresh one if the
-// headend no longer takes it.
+// headend no longer takes it. A failure that the next flow cannot
+// overcome ends the OnDemand; any other is logged, once per attempt, and
+// fails this flow only.
 func (od *OnDemand) upLocked(ctx context.Context, host string) error {
 	od.log.Info("on demand: bringing the tunnel up", "for", host)
+	err := od.tryUpLocked(ctx)
+	if err == nil {
+		return nil
+	}
+
+	var te *trust.Error
+	if ctx.Err() == nil && (loginRefused(err) || errors.As(err, &te) ||
+		errors.Is(err, ErrSessionGone)) {
+		od.log.Error("on demand: cannot bring the tunnel up; stopping", "err", err)
+		od.end(err)
+		return err
+	}
+	od.log.Warn("on demand: tunnel not up; the next flow tries again", "for", host,
+		"err", err)
+	return err
+}
+
+func (od *OnDemand) tryUpLocked(ctx context.Context) error {
 	inner := od.o
 	inner.SOCKSAddr, inner.HTTPAddr, inner.DNSListen = "", "", ""
 	inner.Proxy.Forwards = nil
@@ -210,7 +269,7 @@ func (od *OnDemand) upLocked(ctx context.Context, host string) error {
 		if od.lastCookie == "" {
 			cookie, err := od.cookie(ctx)
 			if err != nil {
-				return fmt.Errorf("client: on demand: login: %w", err)
+				return fmt.Errorf("client: on demand: %w", err)
 			}
 			od.lastCookie = cookie
 		}

@@ -2,9 +2,13 @@ package client
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
+	"github.com/ocnet/ocnet/auth"
 	"github.com/ocnet/ocnet/split"
 )
 
@@ -73,4 +77,71 @@ func TestOnDemandUpAndIdle(t *testing.T) {
 		t.Fatalf("logged in %d times, want 1 (the cookie should survive idling)", logins)
 	}
 	_ = h
+}
+
+// TestOnDemandLoginFailures: a login the headend refused ends the
+// OnDemand (Done, Err), since no later flow can do better; a network
+// failure fails only its flow, and the next flow logs in.
+func TestOnDemandLoginFailures(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		first   error
+		wantEnd bool
+	}{
+		{"refused", fmt.Errorf("login: %w", auth.ErrAuthFailed), true},
+		{"unknown group", fmt.Errorf("login: %w", auth.ErrUnknownGroup), true},
+		{"session gone", fmt.Errorf("%w: needs a person", ErrSessionGone), true},
+		{"network", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("refused")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, c := start(t, nil)
+			o := c.o
+			c.Close()
+
+			calls := 0
+			cookie := func(ctx context.Context) (string, error) {
+				calls++
+				if calls == 1 {
+					return "", tc.first
+				}
+				return o.Reauth(ctx)
+			}
+			od, err := StartOnDemand(o, time.Minute, cookie)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer od.Close()
+
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := od.router.DialContext(ctx, "tcp", "198.18.120.10:7"); err == nil {
+				t.Fatal("first flow went through a tunnel its login did not bring up")
+			}
+			select {
+			case <-od.Done():
+				if !tc.wantEnd {
+					t.Fatalf("a network failure ended the OnDemand: %v", od.Err())
+				}
+				if !errors.Is(od.Err(), tc.first) {
+					t.Fatalf("Err %v, want %v", od.Err(), tc.first)
+				}
+				return
+			default:
+				if tc.wantEnd {
+					t.Fatal("a refused login left a useless proxy running")
+				}
+			}
+
+			conn, err := od.router.DialContext(ctx, "tcp", "198.18.120.10:7")
+			if err != nil {
+				t.Fatalf("next flow after a network failure: %v", err)
+			}
+			defer conn.Close()
+			if err := roundTrip(conn, "retried", 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

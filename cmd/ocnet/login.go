@@ -21,6 +21,7 @@ const loginTries = 3
 
 // login runs the auth dialogue. A user at a terminal who mistypes the
 // password is asked again; a script gets the headend's verdict at once.
+// The filler comes back even with an error.
 func login(ctx context.Context, f connectFlags, u *url.URL, tlsConf *tls.Config,
 	stdin *bufio.Reader, log *slog.Logger) (*auth.Result, *filler, error) {
 	fl := &filler{
@@ -54,7 +55,9 @@ func login(ctx context.Context, f connectFlags, u *url.URL, tlsConf *tls.Config,
 		}
 		fmt.Fprintf(os.Stderr, "Login failed: %v. Try again.\n", err)
 	}
-	return nil, nil, fmt.Errorf("login to %s: %w", u.Host, err)
+	// fl goes back too: a login that failed for the network's sake may
+	// have read answers from stdin that a second attempt needs.
+	return nil, fl, fmt.Errorf("login to %s: %w", u.Host, err)
 }
 
 // reauth returns a way to log in again without a person, when every

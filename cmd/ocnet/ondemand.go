@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
 
@@ -14,33 +14,44 @@ import (
 
 // runOnDemand serves the proxies with no tunnel until a flow needs one.
 // Credentials are asked for when the tunnel first comes up; later tunnels
-// log in again from the answers kept in memory, or fail if a person had
-// to answer.
+// log in again from the answers kept in memory, or end ocnet if a person
+// had to answer. A refused login or an untrusted certificate
+// ends ocnet with the status a plain connect has; a network failure
+// fails the flow that asked, and the next flow tries again.
 func runOnDemand(ctx context.Context, f connectFlags, u *url.URL, tlsConf *tls.Config,
 	stdin *bufio.Reader, o client.Options, log *slog.Logger) error {
+	// The client calls these with its lock held, one bring-up at a time.
 	var reauth func(context.Context) (string, error)
-	first := true
+	var loggedIn, cookieRead bool
 	cookie := func(ctx context.Context) (string, error) {
-		if !first {
-			if reauth == nil {
-				return "", errors.New("the session cookie expired and logging in " +
-					"again needs a person; use --passwd-on-stdin")
-			}
+		switch {
+		case reauth != nil:
 			return reauth(ctx)
-		}
-		first = false
-		if f.cookieOnStdin {
+		case cookieRead:
+			return "", fmt.Errorf("%w: the headend no longer takes the cookie "+
+				"from standard input", client.ErrSessionGone)
+		case loggedIn:
+			return "", fmt.Errorf("%w: logging in again needs a person; "+
+				"--passwd-on-stdin lets ocnet do it", client.ErrSessionGone)
+		case f.cookieOnStdin:
+			cookieRead = true
 			c, err := readLine(stdin)
 			if err != nil || c == "" {
-				return "", errors.New("--cookie-on-stdin: no cookie on standard input")
+				return "", fmt.Errorf("%w: --cookie-on-stdin: no cookie on standard input",
+					client.ErrSessionGone)
 			}
 			return c, nil
 		}
 		res, fl, err := login(ctx, f, u, tlsConf, stdin, log)
+		if fl != nil {
+			// Answers read from stdin before a network failure are
+			// not there to read again.
+			reauth = fl.reauth(f, u, tlsConf, log)
+		}
 		if err != nil {
 			return "", err
 		}
-		reauth = fl.reauth(f, u, tlsConf, log)
+		loggedIn = true
 		return res.Cookie, nil
 	}
 
@@ -59,7 +70,11 @@ func runOnDemand(ctx context.Context, f connectFlags, u *url.URL, tlsConf *tls.C
 
 	log.Info("proxy ready", "socks", od.SOCKSAddr(), "http", od.HTTPAddr(),
 		"tunnel", "on demand", "idle_timeout", f.idleTimeout)
-	<-ctx.Done()
-	log.Info("signal received, disconnecting")
-	return nil
+	select {
+	case <-ctx.Done():
+		log.Info("signal received, disconnecting")
+		return nil
+	case <-od.Done():
+		return od.Err()
+	}
 }
