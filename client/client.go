@@ -73,6 +73,14 @@ type Options struct {
 	// programs on this address, over UDP and TCP.
 	DNSListen string
 
+	// Accept, when set, sees what the headend assigned (its banner among
+	// it) after the first CONNECT and before any listener opens, so that
+	// no flow reaches the tunnel before the user took the headend's
+	// terms. An error ends Start with ErrNotAccepted; the headend is told
+	// goodbye and frees the session. Later CONNECTs (reconnects) do not
+	// call it.
+	Accept func(cfg *session.Config) error
+
 	// Reauth, when set, logs in again after the headend stops accepting
 	// the cookie, and returns a fresh one. Without it such a session ends
 	// with ErrSessionGone.
@@ -94,6 +102,10 @@ var (
 
 	// ErrReconnectTimeout means the tunnel stayed down past the bound.
 	ErrReconnectTimeout = errors.New("client: gave up reconnecting")
+
+	// ErrNotAccepted means Options.Accept refused the session (the user
+	// declined the banner).
+	ErrNotAccepted = errors.New("client: session not accepted")
 )
 
 // Client is a tunnel with its stack and proxies. It outlives the tunnel's
@@ -156,6 +168,12 @@ func Start(ctx context.Context, o Options) (*Client, error) {
 		return nil, err
 	}
 	c.tunnel, c.cfg = t, t.Config
+	if o.Accept != nil {
+		if err := o.Accept(t.Config); err != nil {
+			c.goodbye(t)
+			return nil, fmt.Errorf("%w: %w", ErrNotAccepted, err)
+		}
+	}
 
 	stk, err := c.newStack(t.Config)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ocnet/ocnet/internal/fakehead"
+	"github.com/ocnet/ocnet/session"
 )
 
 // start runs a fake headend, logs in and starts a client without proxies.
@@ -265,5 +266,64 @@ func TestStartSilentHeadend(t *testing.T) {
 	}
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "within") {
 		t.Errorf("err = %v, want a deadline naming the bound", err)
+	}
+}
+
+// TestAcceptBeforeListeners: Accept sees the CONNECT's banner before any
+// proxy listens; refusing it ends Start with ErrNotAccepted and logs the
+// session out on the headend.
+func TestAcceptBeforeListeners(t *testing.T) {
+	t.Parallel()
+	h, c := start(t, nil)
+	o := c.o
+	c.Close()
+	waitFor(t, "the first client's logout", func() bool { return h.Logouts.Load() > 0 })
+	logouts := h.Logouts.Load()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.SOCKSAddr = ln.Addr().String()
+	ln.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if o.Cookie, err = h.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	declined := errors.New("declined")
+	var banner string
+	o.Accept = func(cfg *session.Config) error {
+		banner = cfg.Banner
+		if conn, err := net.Dial("tcp", o.SOCKSAddr); err == nil {
+			conn.Close()
+			t.Error("the SOCKS5 proxy listens before the banner was accepted")
+		}
+		return declined
+	}
+	c2, err := Start(ctx, o)
+	if err == nil {
+		c2.Close()
+		t.Fatal("Start went on after Accept refused")
+	}
+	if !errors.Is(err, ErrNotAccepted) || !errors.Is(err, declined) {
+		t.Fatalf("err %v, want ErrNotAccepted wrapping the refusal", err)
+	}
+	if banner != "fake headend" {
+		t.Errorf("Accept saw banner %q", banner)
+	}
+	waitFor(t, "a logout after the refusal", func() bool { return h.Logouts.Load() > logouts })
+}
+
+// waitFor polls ok for up to 5 s.
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 5 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -28,9 +28,9 @@ import (
 //
 // A failure to bring the tunnel up fails the flow that asked, and the next
 // flow tries again, unless trying again cannot help: a login the headend
-// refused (see loginRefused), a certificate not trusted, or a session gone
-// with no way to log in again without a person.
-// Those end the OnDemand: Done is closed, Err says why, and the
+// refused (see loginRefused), a certificate not trusted, a session gone
+// with no way to log in again without a person, or a session Options.Accept
+// refused. Those end the OnDemand: Done is closed, Err says why, and the
 // proxies keep refusing flows until Close.
 type OnDemand struct {
 	o    Options
@@ -250,7 +250,7 @@ func (od *OnDemand) upLocked(ctx context.Context, host string) error {
 
 	var te *trust.Error
 	if ctx.Err() == nil && (loginRefused(err) || errors.As(err, &te) ||
-		errors.Is(err, ErrSessionGone)) {
+		errors.Is(err, ErrSessionGone) || errors.Is(err, ErrNotAccepted)) {
 		od.log.Error("on demand: cannot bring the tunnel up; stopping", "err", err)
 		od.end(err)
 		return err

@@ -213,6 +213,15 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 		OnReconnect:      f.tun.onReconnect(),
 		Local:            local,
 		DNSListen:        f.policy.dnsListen,
+
+		// The banner comes with the CONNECT's reply; the user takes it
+		// before any listener or device carries a flow.
+		Accept: func(cfg *session.Config) error {
+			if b := firstNonEmpty(cfg.Banner, banner); b != "" {
+				return showBanner(ctx, b, f.nonInter)
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		return cookieHint(err, f.cookieOnStdin)
@@ -230,12 +239,6 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 	}
 	defer stopTun()
 
-	if b := firstNonEmpty(c.Config().Banner, banner); b != "" {
-		if err := showBanner(ctx, b, f.nonInter); err != nil {
-			c.Close()
-			return err
-		}
-	}
 	log.Info("proxy ready", "socks", c.SOCKSAddr(), "http", c.HTTPAddr(),
 		"elapsed", time.Since(start).Round(time.Millisecond))
 
@@ -312,13 +315,25 @@ func showBanner(ctx context.Context, b string, nonInter bool) error {
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(os.Stderr)
-		return errors.New("banner not accepted (interrupted)")
+		return errBannerDeclined{interrupted: true}
 	case a := <-ans:
 		if a = strings.ToLower(strings.TrimSpace(a)); a == "y" || a == "yes" {
 			return nil
 		}
 	}
-	return errors.New("banner not accepted")
+	return errBannerDeclined{}
+}
+
+// errBannerDeclined is the user's "no" to the banner (or Ctrl-C at its
+// prompt): the headend's terms were refused, so the session is given
+// back, and ocnet exits as for a refused login (3).
+type errBannerDeclined struct{ interrupted bool }
+
+func (e errBannerDeclined) Error() string {
+	if e.interrupted {
+		return "banner not accepted (interrupted); disconnected"
+	}
+	return "banner not accepted; disconnected"
 }
 
 // sanitize keeps text from the headend printable, so it cannot drive the

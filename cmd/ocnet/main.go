@@ -149,7 +149,8 @@ func exitCode(err error) int {
 		return exitTrust
 	case errors.Is(err, auth.ErrAuthFailed),
 		errors.Is(err, auth.ErrUnknownGroup),
-		errors.Is(err, session.ErrCookieRejected):
+		errors.Is(err, session.ErrCookieRejected),
+		errors.Is(err, client.ErrNotAccepted):
 		return exitAuth
 	case errors.As(err, &ce), errors.As(err, &oe), errors.As(err, &ne),
 		errors.Is(err, session.ErrHeadendClosed),

@@ -4,14 +4,18 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ocnet/ocnet/client"
 	"github.com/ocnet/ocnet/internal/fakehead"
+	"github.com/ocnet/ocnet/session"
 	"github.com/ocnet/ocnet/trust"
 )
 
@@ -46,6 +50,34 @@ func TestOnDemandWrongPassword(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("ocnet still running after the headend refused the password")
+	}
+}
+
+// TestExitStatusBannerDeclined: a declined banner is status 3 (the
+// login's terms were refused), interrupted at the prompt or answered no.
+func TestExitStatusBannerDeclined(t *testing.T) {
+	for _, e := range []error{errBannerDeclined{}, errBannerDeclined{interrupted: true}} {
+		err := errors.Join(client.ErrNotAccepted, e)
+		if code := exitCode(err); code != exitAuth {
+			t.Errorf("%v: exit status %d, want 3", err, code)
+		}
+	}
+}
+
+// TestOnDemandBanner: without a person the first bring-up logs the banner
+// (it is never a prompt), later ones log it only when it changed.
+func TestOnDemandBanner(t *testing.T) {
+	var logged []string
+	accept := onDemandBanner(context.Background(), true, func() string { return "" },
+		newTestLogger(func(msg string) { logged = append(logged, msg) }))
+	for _, b := range []string{"terms v1", "terms v1", "terms v2"} {
+		if err := accept(&session.Config{Banner: b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"banner", "banner changed"}
+	if strings.Join(logged, ",") != strings.Join(want, ",") {
+		t.Errorf("logged %q, want %q", logged, want)
 	}
 }
 
@@ -115,3 +147,18 @@ func socksConnect(proxyAddr string, dst netip.AddrPort) (byte, error) {
 	}
 	return rep[3], nil
 }
+
+// newTestLogger calls seen with the message of every record.
+func newTestLogger(seen func(msg string)) *slog.Logger {
+	return slog.New(msgHandler{seen})
+}
+
+type msgHandler struct{ seen func(string) }
+
+func (h msgHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h msgHandler) Handle(_ context.Context, r slog.Record) error {
+	h.seen(r.Message)
+	return nil
+}
+func (h msgHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h msgHandler) WithGroup(string) slog.Handler      { return h }

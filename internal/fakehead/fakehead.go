@@ -50,10 +50,11 @@ var (
 // Headend is a running fake headend. Its knobs may be changed while it
 // runs; each CONNECT reads them afresh.
 type Headend struct {
-	Addr   string         // host:port of the TLS listener
-	Pool   *x509.CertPool // trusts the headend's certificate
-	Corp   *netstack.Stack
-	Logins atomic.Int32 // completed password logins
+	Addr    string         // host:port of the TLS listener
+	Pool    *x509.CertPool // trusts the headend's certificate
+	Corp    *netstack.Stack
+	Logins  atomic.Int32 // completed password logins
+	Logouts atomic.Int32 // DISCONNECTs with a reason: the session is given back
 
 	// Knobs.
 	Address       atomic.Pointer[netip.Prefix]   // address handed out
@@ -371,6 +372,9 @@ func (h *Headend) readFrames(conn net.Conn, br *bufio.Reader) {
 		case datapath.TypeDPDReq:
 			h.writeFrame(datapath.TypeDPDResp, p)
 		case datapath.TypeDisconnect:
+			if len(p) > 0 {
+				h.Logouts.Add(1)
+			}
 			return
 		}
 	}
