@@ -155,9 +155,10 @@ func (od *OnDemand) end(err error) {
 
 // OnDemandStatus is the status while no tunnel is up.
 type OnDemandStatus struct {
-	State string `json:"state"`
-	SOCKS string `json:"socks,omitempty"`
-	HTTP  string `json:"http,omitempty"`
+	State       string        `json:"state"`
+	IdleTimeout time.Duration `json:"idle_timeout_ns"`
+	SOCKS       string        `json:"socks,omitempty"`
+	HTTP        string        `json:"http,omitempty"`
 }
 
 // Status returns the tunnel's Status while one is up, else an
@@ -169,7 +170,8 @@ func (od *OnDemand) Status() any {
 	if c != nil {
 		return c.Status()
 	}
-	return OnDemandStatus{State: "idle (on demand)", SOCKS: od.SOCKSAddr(), HTTP: od.HTTPAddr()}
+	return OnDemandStatus{State: "down (on demand)", IdleTimeout: od.idle,
+		SOCKS: od.SOCKSAddr(), HTTP: od.HTTPAddr()}
 }
 
 // gate runs before every flow: while a tunnel is up, or when this flow

@@ -145,3 +145,21 @@ func TestOnDemandLoginFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestOnDemandStatusDown: before any flow the status says the tunnel is
+// down, on demand, with its idle timeout.
+func TestOnDemandStatusDown(t *testing.T) {
+	t.Parallel()
+	_, c := start(t, nil)
+	o := c.o
+	c.Close()
+	od, err := StartOnDemand(o, 42*time.Second, o.Reauth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer od.Close()
+	st, ok := od.Status().(OnDemandStatus)
+	if !ok || st.State != "down (on demand)" || st.IdleTimeout != 42*time.Second {
+		t.Fatalf("status %+v", od.Status())
+	}
+}

@@ -226,18 +226,18 @@ func runConnect(ctx context.Context, f connectFlags, rawURL string) error {
 	if err != nil {
 		return cookieHint(err, f.cookieOnStdin)
 	}
-	stopControl, err := serveControl(ctx, f.control, c, log)
-	if err != nil {
-		c.Close()
-		return err
-	}
-	defer stopControl()
 	stopTun, err := f.tun.start(ctx, c, u, log)
 	if err != nil {
 		c.Close()
 		return err
 	}
 	defer stopTun()
+	stopControl, err := serveControl(ctx, f.control, c, f.tun.status, log)
+	if err != nil {
+		c.Close()
+		return err
+	}
+	defer stopControl()
 
 	log.Info("proxy ready", "socks", c.SOCKSAddr(), "http", c.HTTPAddr(),
 		"elapsed", time.Since(start).Round(time.Millisecond))

@@ -68,7 +68,7 @@ func runOnDemand(ctx context.Context, f connectFlags, u *url.URL, tlsConf *tls.C
 	}
 	defer od.Close()
 	if f.control != "" {
-		stop, err := control.Serve(ctx, f.control, od.Status, log)
+		stop, err := control.Serve(ctx, f.control, onDemandStatus(od, f.idleTimeout), log)
 		if err != nil {
 			return err
 		}

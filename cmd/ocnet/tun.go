@@ -332,6 +332,28 @@ func setDeviceMTU(dev tun.Device, name string, mtu int) error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFMTU, ifr)
 }
 
+// tunStatus is TUN mode's part of `ocnet status`: the device and the
+// engine's packet counters. TUN traffic is counted in packets, by path,
+// since the host's own flows through the device never reach the proxies'
+// flow counters.
+type tunStatus struct {
+	Device    string `json:"device"`
+	FastPath  uint64 `json:"fast_path_packets"`  // host -> tunnel, no stack
+	HostStack uint64 `json:"host_stack_packets"` // host -> ocnet's host-facing stack
+	Diverted  uint64 `json:"to_device_packets"`  // tunnel -> host
+	Dropped   uint64 `json:"dropped_packets"`
+}
+
+// status reports the running device, or nil outside TUN mode.
+func (t *tunFlags) status() *tunStatus {
+	if t.devName == "" || t.engine == nil {
+		return nil
+	}
+	st := t.engine.Stats()
+	return &tunStatus{Device: t.devName, FastPath: st.FastPath, HostStack: st.HostStack,
+		Diverted: st.Diverted, Dropped: st.Dropped}
+}
+
 // gatewayAddr is the headend's address, for the script's host route.
 func gatewayAddr(ctx context.Context, u *url.URL) (netip.Addr, error) {
 	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
