@@ -191,6 +191,14 @@ func (od *OnDemand) gate(ctx context.Context, host string) (proxy.Dialer, error)
 		od.log.Warn("on-demand tunnel had ended", "err", od.c.Err())
 		od.c = nil
 	}
+	// An app outside the tunnel's set is refused, when the policy says
+	// so, whether or not a tunnel is up.
+	if apps := &od.o.Local.Apps; apps.Refuse {
+		if ok, rule := apps.Check(proxy.AppFrom(ctx)); !ok {
+			return nil, fmt.Errorf("client: on demand: %s: %w (%s)", host, proxy.ErrRefused,
+				rule)
+		}
+	}
 	if !od.needs(ctx, host) {
 		return directDialer{}, nil
 	}
@@ -218,18 +226,23 @@ func (od *OnDemand) needs(ctx context.Context, host string) bool {
 		}
 		return od.pol.Route(ip) == split.Tunnel
 	}
+
+	// With lists, they alone decide, never first: a name on none of them
+	// does not bring the tunnel up, whatever the last tunnel's domains.
 	if rules.Configured() {
-		if ok, _ := rules.Connect(host, false); ok {
-			return true
+		ok, r := rules.Connect(host, false)
+		if ok || r.Kind == split.RuleNever {
+			return ok
 		}
-		if ok, _ := rules.Connect(host, true); ok && !resolvesLocally(ctx, host) {
-			return true
+		if ok, _ := rules.Connect(host, true); ok {
+			return !resolvesLocally(ctx, host)
 		}
+		return false
 	}
 	if od.pol != nil {
 		return od.pol.TunnelName(host)
 	}
-	return !rules.Configured()
+	return true
 }
 
 func resolvesLocally(ctx context.Context, name string) bool {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ocnet/ocnet/auth"
+	"github.com/ocnet/ocnet/proxy"
 	"github.com/ocnet/ocnet/split"
 )
 
@@ -161,5 +162,63 @@ func TestOnDemandStatusDown(t *testing.T) {
 	st, ok := od.Status().(OnDemandStatus)
 	if !ok || st.State != "down (on demand)" || st.IdleTimeout != 42*time.Second {
 		t.Fatalf("status %+v", od.Status())
+	}
+}
+
+// TestOnDemandNeedsListsDecide: with on-demand lists, they alone decide
+// whether a name brings the tunnel up, also once a tunnel was up and its
+// split-DNS domains are known; without lists, those domains decide.
+func TestOnDemandNeedsListsDecide(t *testing.T) {
+	list := func(s string) split.DomainList {
+		l, err := split.ParseDomainList(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	pol := &split.Policy{Domains: []string{"corp.example"}}
+
+	withLists := &OnDemand{pol: pol}
+	withLists.o.Local.OnDemand = split.OnDemandRules{
+		Never:  list("secret.corp.example"),
+		Always: list(".wiki.corp.example"),
+	}
+	noLists := &OnDemand{pol: pol}
+
+	for _, tc := range []struct {
+		od   *OnDemand
+		name string
+		want bool
+	}{
+		{withLists, "a.wiki.corp.example", true},
+		{withLists, "secret.corp.example", false}, // never, though a tunnel domain
+		{withLists, "files.corp.example", false},  // on no list
+		{noLists, "files.corp.example", true},     // the tunnel's domain
+		{noLists, "www.example.net", false},
+	} {
+		if got := tc.od.needs(t.Context(), tc.name); got != tc.want {
+			t.Errorf("lists %v, %s: needs = %v, want %v",
+				tc.od == withLists, tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestOnDemandRefusesOtherAppsWhileDown: --refuse-other-apps holds while
+// no tunnel is up, instead of sending such an app direct.
+func TestOnDemandRefusesOtherAppsWhileDown(t *testing.T) {
+	allowed, err := split.ParseAppList("org.corp.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	od := &OnDemand{pol: &split.Policy{Domains: []string{"corp.example"}}}
+	od.o.Local.Apps = split.AppRules{Allowed: allowed, Refuse: true}
+
+	ctx := proxy.WithApp(t.Context(), "org.other")
+	if _, err := od.gate(ctx, "www.example.net"); !errors.Is(err, proxy.ErrRefused) {
+		t.Fatalf("other app while down: err = %v, want ErrRefused", err)
+	}
+	ctx = proxy.WithApp(t.Context(), "org.corp.mail")
+	if d, err := od.gate(ctx, "www.example.net"); err != nil || d == nil {
+		t.Fatalf("allowed app to an outside name while down: %v, %v", d, err)
 	}
 }
