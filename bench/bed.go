@@ -101,7 +101,7 @@ func (b *bedInfo) web() string { return b.webIP + ":" + strconv.Itoa(webPort) }
 
 // extras are the suite's additions to the bed; teardown removes them.
 type extras struct {
-	dir      string
+	nginxDir string // the nginx's prefix: under $TMPDIR, which user nobody can read
 	nginxPid int
 	tunNS    bool
 }
@@ -117,8 +117,8 @@ func run(ctx context.Context, name string, args ...string) error {
 }
 
 // setup starts the suite's nginx and builds the TUN namespace.
-func setup(ctx context.Context, b *bedInfo, dir string, withTun bool) (*extras, error) {
-	x := &extras{dir: dir}
+func setup(ctx context.Context, b *bedInfo, withTun bool) (*extras, error) {
+	x := &extras{}
 	if err := x.startNginx(ctx, b); err != nil {
 		return x, err
 	}
@@ -134,7 +134,16 @@ func (x *extras) startNginx(ctx context.Context, b *bedInfo) error {
 	// Its own web root: a 1 KiB file and a link to the bed's big.bin. A
 	// static file, because nginx's "return" body reaches the client in a
 	// second segment and measures Nagle against delayed ACKs instead.
-	nd := filepath.Join(x.dir, "nginx")
+	// Not under -out: nginx serves as user nobody, who may not read a
+	// result directory inside the checkout.
+	nd, err := os.MkdirTemp("", "ocnet-bench-nginx-")
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	x.nginxDir = nd
+	if err := os.Chmod(nd, 0o755); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
 	www := filepath.Join(nd, "www")
 	if err := os.MkdirAll(filepath.Join(nd, "tmp"), 0o755); err != nil {
 		return fmt.Errorf("bench: %w", err)
@@ -241,5 +250,8 @@ func (x *extras) teardown() {
 	}
 	if x.tunNS {
 		_ = exec.Command("ip", "netns", "del", tunNS).Run()
+	}
+	if x.nginxDir != "" {
+		os.RemoveAll(x.nginxDir)
 	}
 }

@@ -126,7 +126,7 @@ func runSuite(args []string) error {
 	for _, sc := range scs {
 		withTun = withTun || sc.Kind == "tun"
 	}
-	x, err := setup(ctx, b, *out, withTun)
+	x, err := setup(ctx, b, withTun)
 	defer x.teardown()
 	if err != nil {
 		return err
