@@ -30,8 +30,9 @@ type link struct {
 	// gro joins consecutive TCP segments of a flow before the stack sees
 	// them, so TCP does its work, and sends its ACKs, per run of segments
 	// rather than per packet. Inbound packets wait in it until flush.
-	groMu sync.Mutex
-	gro   gro.GRO // guarded by groMu
+	groMu  sync.Mutex
+	gro    gro.GRO // guarded by groMu
+	closed bool    // guarded by groMu; set by shut
 
 	// outErrs counts packets the datapath refused; read by Stats.
 	outErrs counter
@@ -73,7 +74,9 @@ func (l *link) inject(pkt []byte) {
 	})
 	pb.NetworkProtocolNumber = proto
 	l.groMu.Lock()
-	l.gro.Enqueue(pb)
+	if !l.closed {
+		l.gro.Enqueue(pb)
+	}
 	l.groMu.Unlock()
 	pb.DecRef()
 }
@@ -81,7 +84,21 @@ func (l *link) inject(pkt []byte) {
 // flush delivers every packet waiting in GRO.
 func (l *link) flush() {
 	l.groMu.Lock()
+	if !l.closed {
+		l.gro.Flush()
+	}
+	l.groMu.Unlock()
+}
+
+// shut delivers what GRO holds and stops deliveries, before the stack is
+// closed. GRO hands packets to the stack under groMu, and the stack takes
+// its own lock there; closing the stack takes that lock and then groMu
+// (to detach the link). Without shut, a packet injected while the stack
+// closed deadlocked both.
+func (l *link) shut() {
+	l.groMu.Lock()
 	l.gro.Flush()
+	l.closed = true
 	l.groMu.Unlock()
 }
 

@@ -259,8 +259,10 @@ func (s *Stack) Stats() Stats {
 	}
 }
 
-// Close tears the stack down; open flows are reset.
+// Close tears the stack down; open flows are reset. Packets injected
+// meanwhile, or later, are dropped.
 func (s *Stack) Close() {
+	s.link.shut()
 	s.s.Close()
 	s.s.Wait()
 }

@@ -105,3 +105,48 @@ func TestDialWantsIPLiteral(t *testing.T) {
 		t.Fatal("dial by name reached the stack")
 	}
 }
+
+// TestCloseWhileInjecting: a stack closed while the datapath still
+// injects (a reconnect that brings a new address swaps stacks under a
+// running reader) must close, not deadlock. Closing took the stack's lock
+// and then GRO's, while delivery held GRO's and waited for the stack's.
+func TestCloseWhileInjecting(t *testing.T) {
+	local := netip.MustParseAddr("198.19.20.50")
+	pkt := udpPacket(200, netip.MustParseAddr("198.18.120.10"), local, 9)
+
+	for i := range 200 {
+		s, err := New(Config{Addrs: []netip.Prefix{netip.PrefixFrom(local, 24)},
+			MTU: 1400}, func([]byte) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		stop := make(chan struct{})
+		injected := make(chan struct{})
+		go func() {
+			defer close(injected)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s.Inject(pkt)
+				s.Flush()
+			}
+		}()
+
+		closed := make(chan struct{})
+		go func() {
+			s.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: Close still blocked after 10 s with injects running", i)
+		}
+		close(stop)
+		<-injected
+	}
+}
