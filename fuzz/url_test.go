@@ -51,8 +51,10 @@ func FuzzServerURL(f *testing.F) {
 // ones, ones found elsewhere in s and ones escaping could make up may
 // appear in a message by chance.
 func password(s string) string {
-	_, rest, ok := strings.Cut(s, "://")
-	if !ok {
+	// What precedes "://" is a scheme only without these; otherwise the
+	// "://" sits in a path, query or fragment, which hold no password.
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok || strings.ContainsAny(scheme, "/?#@") {
 		rest = s
 	}
 	rest = strings.TrimLeft(rest, "/")
