@@ -53,18 +53,22 @@ func (e *Engine) Reconfigure(cfg *session.Config) error {
 		return nil
 	}
 	r.hs.ep.SetMTU(uint32(mtu))
-	if err := setDeviceMTU(r.dev, mtu); err != nil {
+	if err := SetDeviceMTU(r.dev, mtu); err != nil {
 		return fmt.Errorf("tunmode: device MTU %d: %w", mtu, err)
 	}
 	r.mtu = mtu
 	return nil
 }
 
-// setDeviceMTU sets the device's MTU: through the device when it offers a
-// way (devices of tests and embedders), else with SIOCSIFMTU on its name,
-// as "ip link set mtu" does. The script sets it too when it runs with
-// reason=connect, but not without a script or with reason=reconnect.
-func setDeviceMTU(dev tun.Device, mtu int) error {
+// SetDeviceMTU sets the device's MTU, unless it has it already: through
+// the device when it offers a way (devices of tests and embedders), else
+// with SIOCSIFMTU on its name, as "ip link set mtu" does. The script sets
+// it too when it runs with reason=connect, but not without a script or
+// with reason=reconnect.
+func SetDeviceMTU(dev tun.Device, mtu int) error {
+	if cur, err := dev.MTU(); err == nil && cur == mtu {
+		return nil
+	}
 	if d, ok := dev.(interface{ SetMTU(int) error }); ok {
 		return d.SetMTU(mtu)
 	}

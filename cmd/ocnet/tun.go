@@ -189,7 +189,7 @@ func (t *tunFlags) start(ctx context.Context, c *client.Client, u *url.URL,
 	if err != nil {
 		return nil, fmt.Errorf("tun: device name: %w", err)
 	}
-	if err := setDeviceMTU(dev, name, c.MTU()); err != nil {
+	if err := tunmode.SetDeviceMTU(dev, c.MTU()); err != nil {
 		log.Warn("TUN device MTU", "device", name, "mtu", c.MTU(), "err", err)
 	}
 	t.dev, t.devName = nil, name // Run closes it from here on
@@ -308,29 +308,6 @@ var (
 // provisionalMTU is the device's MTU from its creation before the login
 // until the tunnel's own is known.
 const provisionalMTU = 1500
-
-// setDeviceMTU gives the device the tunnel's MTU, as "ip link set mtu"
-// does (SIOCSIFMTU), unless it has it already. The script sets it too,
-// but not with --script "".
-func setDeviceMTU(dev tun.Device, name string, mtu int) error {
-	if cur, err := dev.MTU(); err == nil && cur == mtu {
-		return nil
-	}
-	if d, ok := dev.(interface{ SetMTU(int) error }); ok {
-		return d.SetMTU(mtu)
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return err
-	}
-	ifr.SetUint32(uint32(mtu))
-	return unix.IoctlIfreq(fd, unix.SIOCSIFMTU, ifr)
-}
 
 // tunStatus is TUN mode's part of `ocnet status`: the device and the
 // engine's packet counters. TUN traffic is counted in packets, by path,
