@@ -185,19 +185,14 @@ func Start(ctx context.Context, o Options) (*Client, error) {
 	// once does not lose its first packets.
 	c.attach(t)
 
-	pol := PolicyFrom(t.Config)
-	pol.Apply(o.Local)
+	pol := c.policyFor(t.Config)
+	ro := resolverOptions(t.Config, pol)
+	ro.Tunnel, ro.Logger = tunnelDialer{c}, c.log
 	c.router = &proxy.Router{
-		Policy: pol,
-		Resolver: dnsproxy.New(dnsproxy.Options{
-			Policy:        pol,
-			Servers:       t.Config.DNS,
-			SearchDomains: t.Config.DefaultDomains,
-			Tunnel:        tunnelDialer{c},
-			Logger:        c.log,
-		}),
-		Tunnel: tunnelDialer{c},
-		Logger: c.log.With("sub", "router"),
+		Policy:   pol,
+		Resolver: dnsproxy.New(ro),
+		Tunnel:   tunnelDialer{c},
+		Logger:   c.log.With("sub", "router"),
 	}
 	c.log.Info("tunnel up", "address", t.Config.Prefixes(), "mtu", t.Config.MTU,
 		"dns", t.Config.DNS, "split_dns", pol.Domains,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ocnet/ocnet/dnsproxy"
 	"github.com/ocnet/ocnet/session"
+	"github.com/ocnet/ocnet/split"
 )
 
 // changes names what differs between two tunnel configurations, in the
@@ -51,17 +52,26 @@ func (c *Client) follow(old, cfg *session.Config) {
 		return
 	}
 
-	pol := PolicyFrom(cfg)
-	pol.Apply(c.o.Local)
+	pol := c.policyFor(cfg)
 	c.router.SetPolicy(pol)
-	c.router.Resolver.Reconfigure(dnsproxy.Options{
-		Policy:        pol,
-		Servers:       cfg.DNS,
-		SearchDomains: cfg.DefaultDomains,
-	})
+	c.router.Resolver.Reconfigure(resolverOptions(cfg, pol))
 	c.stack.Load().SetMTU(c.MTU())
 
 	c.log.Info("headend changed the configuration", "changed", changed,
 		"address", cfg.Prefixes(), "mtu", cfg.MTU, "dns", cfg.DNS, "split_dns", pol.Domains,
 		"routes", cfg.SplitInclude, "excluded", cfg.SplitExclude)
+}
+
+// policyFor is the split policy of a tunnel with cfg: the headend's, with
+// the user's local rules on top.
+func (c *Client) policyFor(cfg *session.Config) *split.Policy {
+	pol := PolicyFrom(cfg)
+	pol.Apply(c.o.Local)
+	return pol
+}
+
+// resolverOptions is what the DNS proxy takes from a tunnel with cfg and
+// policy pol; the caller adds the tunnel dialer and logger at start.
+func resolverOptions(cfg *session.Config, pol *split.Policy) dnsproxy.Options {
+	return dnsproxy.Options{Policy: pol, Servers: cfg.DNS, SearchDomains: cfg.DefaultDomains}
 }
