@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"net/netip"
 	"strings"
 	"testing"
@@ -177,11 +176,7 @@ func TestExplainPrintOnDemand(t *testing.T) {
 // received 0".
 func TestExplainArgs(t *testing.T) {
 	for _, args := range [][]string{{"explain"}, {"explain", "a.example", "b.example"}} {
-		root := newRootCmd()
-		root.SetArgs(args)
-		root.SetOut(io.Discard)
-		root.SetErr(io.Discard)
-		err := root.Execute()
+		err := runCmd(t.Context(), args...)
 		if err == nil {
 			t.Fatalf("%q: no error", args)
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"io"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -22,11 +21,7 @@ func TestFlagErrorsAreUsage(t *testing.T) {
 		{"explain", "--bogus", "x"},
 		{"-Z"},
 	} {
-		root := newRootCmd()
-		root.SetArgs(args)
-		root.SetOut(io.Discard)
-		root.SetErr(io.Discard)
-		err := root.Execute()
+		err := runCmd(t.Context(), args...)
 		if err == nil {
 			t.Errorf("%q: no error", args)
 			continue
